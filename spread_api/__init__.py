@@ -1,0 +1,1 @@
+"""Spread API: the raw HTTP API (DRF), authentication, and the streaming upload ASGI layer."""

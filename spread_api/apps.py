@@ -1,0 +1,10 @@
+"""Django app config of spread_api."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class SpreadApiConfig(AppConfig):
+    name = "spread_api"
+    verbose_name = "Spread API"

@@ -1,0 +1,119 @@
+"""ASGI middleware that streams POST bodies of ``RawTopicView`` into the store as they arrive.
+
+Django's ASGI handler reads a whole request body before it calls a view, so a reader could not see
+the first bytes of a large upload until it ended. This middleware resolves each HTTP request against
+the URLconf; a POST routed to ``RawTopicView`` is handled here: the view's own DRF ``initial``
+(authentication, permission) and ``get_write_request`` run first, then the body is fed to
+``spread_core.writer.awrite_value`` chunk by chunk, and the JSON report (or error) is rendered by
+the same view. Every other request goes to the wrapped application unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope
+from channels.db import database_sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpResponseBase
+from django.urls import Resolver404, ResolverMatch, resolve, set_script_prefix
+from rest_framework.response import Response
+
+from spread_core import writer
+from spread_core.api import report
+from spread_core.conf import spread_settings
+from spread_core.exceptions import ClientDisconnected, UploadTimeout
+
+from .views import RawTopicView
+
+logger = logging.getLogger(__name__)
+
+STREAMED_METHODS = frozenset({"POST"})
+
+
+def _match_raw_view(scope: dict[str, Any]) -> ResolverMatch | None:
+    root_path = scope.get("root_path", "")
+    path = scope["path"]
+    path_info = path[len(root_path) :] if root_path and path.startswith(root_path) else path
+    try:
+        match = resolve(path_info or "/")
+    except Resolver404:
+        return None
+    view_class = getattr(match.func, "view_class", None)
+    if isinstance(view_class, type) and issubclass(view_class, RawTopicView):
+        return match
+    return None
+
+
+async def _body(receive: Any) -> AsyncIterator[bytes]:
+    """The request body as it arrives; an idle client or a disconnect ends it with an error."""
+    timeout = spread_settings.UPLOAD_IDLE_TIMEOUT
+    while True:
+        try:
+            message = await asyncio.wait_for(receive(), timeout)
+        except TimeoutError as exc:
+            raise UploadTimeout() from exc
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
+
+
+async def send_response(response: HttpResponseBase, send: Any) -> None:
+    """Send a rendered, non-streaming Django response."""
+    if isinstance(response, Response):
+        response.render()
+    body: bytes = response.content  # type: ignore[attr-defined]
+    response_headers = [
+        (name.encode("latin-1"), str(value).encode("latin-1")) for name, value in response.items()
+    ]
+    response_headers.append((b"content-length", str(len(body)).encode("ascii")))
+    await send({"type": "http.response.start", "status": response.status_code, "headers": response_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class StreamingUploadMiddleware:
+    """Wrap a Django ASGI application so uploads to the raw API are streamed, not buffered."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] in STREAMED_METHODS:
+            match = _match_raw_view(scope)
+            if match is not None:
+                await self.stream_upload(scope, receive, send, match)
+                return
+        await self.app(scope, receive, send)
+
+    async def stream_upload(
+        self, scope: HTTPScope | dict[str, Any], receive: ASGIReceiveCallable, send: ASGISendCallable, match: ResolverMatch
+    ) -> None:
+        set_script_prefix(scope.get("root_path", "") or "/")
+        view_function: Any = match.func
+        view: RawTopicView = view_function.view_class(**getattr(view_function, "view_initkwargs", {}))
+        django_request = ASGIRequest(dict(scope), io.BytesIO())  # type: ignore[arg-type]
+        view.setup(django_request, *match.args, **match.kwargs)
+        request = view.initialize_request(django_request, *match.args, **match.kwargs)
+        view.request = request
+        view.headers = view.default_response_headers
+
+        def prepare() -> Any:
+            view.initial(request, *match.args, **match.kwargs)
+            return view.get_write_request(request)
+
+        try:
+            write = await database_sync_to_async(prepare)()
+            recorded = await writer.awrite_value(write, _body(receive))
+            response: HttpResponseBase = Response(await database_sync_to_async(report)(recorded))
+        except Exception as exc:
+            if not isinstance(exc, ClientDisconnected):
+                logger.debug("Streamed upload failed: %s", exc)
+            response = view.handle_exception(exc)
+        response = view.finalize_response(request, response)
+        await send_response(response, send)

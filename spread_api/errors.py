@@ -1,0 +1,71 @@
+"""The one translation of errors into JSON responses: ``{"error": code, "detail": text}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from spread_core.exceptions import SpreadError, StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = "1"
+
+
+def _code_and_detail(exc: exceptions.APIException) -> tuple[str, str]:
+    detail: Any = exc.detail
+    if isinstance(detail, dict):
+        # simplejwt's InvalidToken carries {"detail": ..., "code": ..., "messages": [...]}.
+        text = str(detail.get("detail", detail))
+        code = str(detail.get("code", exc.default_code))
+    elif isinstance(detail, list):
+        text = "; ".join(str(item) for item in detail)
+        code = str(exc.default_code)
+    else:
+        text = str(detail)
+        code = str(getattr(detail, "code", None) or exc.default_code)
+    return code, text
+
+
+def error_response(exc: BaseException) -> Response:
+    """A JSON error response for any exception; unknown ones are logged and become a bare 500."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, SpreadError):
+        if isinstance(exc, StoreUnavailable):
+            headers["Retry-After"] = RETRY_AFTER_SECONDS
+        return Response(exc.as_json(), status=exc.status_code, headers=headers)
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        logger.warning("Database unavailable: %s", exc)
+        return error_response(StoreUnavailable())
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if isinstance(exc, exceptions.APIException):
+        auth_header = getattr(exc, "auth_header", None)
+        if auth_header:
+            headers["WWW-Authenticate"] = auth_header
+        wait = getattr(exc, "wait", None)
+        if wait:
+            headers["Retry-After"] = str(int(wait))
+        code, text = _code_and_detail(exc)
+        return Response({"error": code, "detail": text}, status=exc.status_code, headers=headers)
+    if isinstance(exc, DatabaseError):
+        logger.exception("Database error")
+    else:
+        logger.exception("Unexpected error in the Spread API")
+    return Response(
+        {"error": "internal", "detail": "Internal error; it has been logged."},
+        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """DRF ``EXCEPTION_HANDLER`` used by every Spread view."""
+    return error_response(exc)

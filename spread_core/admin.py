@@ -1,0 +1,30 @@
+"""Plain admin views of topics and events (the history app adds browsing and rollback)."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from .models import Event, Topic
+
+
+@admin.register(Topic)
+class TopicAdmin(admin.ModelAdmin):
+    list_display = ["path", "current"]
+    search_fields = ["path"]
+    raw_id_fields = ["current"]
+    readonly_fields = ["path", "depth", "current"]
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ["iteration", "topic", "origin", "date", "size", "deleted", "too_late", "complete", "aborted"]
+    list_filter = ["deleted", "too_late", "complete", "aborted"]
+    search_fields = ["topic__path", "origin"]
+    raw_id_fields = ["topic"]
+    exclude = ["value"]
+
+    def has_add_permission(self, request: object) -> bool:
+        return False
+
+    def has_change_permission(self, request: object, obj: object = None) -> bool:
+        return False

@@ -1,0 +1,40 @@
+"""System checks for the SPREAD settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.checks import Error, register
+
+from .conf import DEFAULTS, spread_settings
+
+
+@register()
+def check_spread_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    errors: list[Error] = []
+    try:
+        spread_settings.NODE_NAME
+    except AttributeError as exc:
+        return [Error(str(exc), hint=f"Known keys: {', '.join(sorted(DEFAULTS))}.", id="spread_core.E001")]
+    name = spread_settings.NODE_NAME
+    if not isinstance(name, str) or not name or len(name.encode()) > 255:
+        errors.append(
+            Error(
+                "SPREAD['NODE_NAME'] must be a non-empty string of at most 255 bytes.",
+                hint="Set SPREAD_NODE_NAME in the environment or SPREAD['NODE_NAME'] in settings.",
+                id="spread_core.E002",
+            )
+        )
+    for key in ("INLINE_MAX", "CHUNK_SIZE", "MAX_UPLOAD"):
+        value = getattr(spread_settings, key)
+        if not isinstance(value, int) or value <= 0:
+            errors.append(Error(f"SPREAD['{key}'] must be a positive integer.", id="spread_core.E003"))
+    if not errors and spread_settings.INLINE_MAX > spread_settings.CHUNK_SIZE:
+        errors.append(
+            Error(
+                "SPREAD['INLINE_MAX'] is larger than SPREAD['CHUNK_SIZE'].",
+                hint="Inline values must fit in one chunk; lower INLINE_MAX or raise CHUNK_SIZE.",
+                id="spread_core.E004",
+            )
+        )
+    return errors

@@ -1,0 +1,99 @@
+"""The `SPREAD` settings dict, read through one object with documented defaults.
+
+Users write, in their Django settings::
+
+    SPREAD = {"NODE_NAME": "edge-1", "INLINE_MAX": 8192}
+
+and code reads ``spread_settings.INLINE_MAX``. Unknown keys raise, dotted paths listed in
+``IMPORT_STRINGS`` are imported on first access, and the cache is dropped on Django's
+``setting_changed`` signal so ``override_settings(SPREAD=...)`` works in tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+
+DEFAULTS: dict[str, Any] = {
+    # Name of this node: the origin of in-process writes, unique in a cluster.
+    "NODE_NAME": "spread",
+    # Values up to this many bytes are stored inline on the event; larger ones as blob chunks.
+    "INLINE_MAX": 4096,
+    # Size of one stored blob chunk.
+    "CHUNK_SIZE": 256 * KIB,
+    # Largest accepted value; bigger uploads get 413 while streaming.
+    "MAX_UPLOAD": 10 * GIB,
+    # A partial chunk is stored after this many seconds even if it is not full, so readers of a
+    # slow upload see its first bytes early.
+    "CHUNK_FLUSH_INTERVAL": 0.2,
+    # An upload that receives no byte for this long is aborted; its lease expires after it, so an
+    # upload whose server died is aborted by the next reader or at the next node start.
+    "UPLOAD_IDLE_TIMEOUT": 30.0,
+    # How often a reader of an in-progress upload looks for new chunks (seconds).
+    "READ_POLL_INTERVAL": 0.05,
+    # Reads need a valid token when True; writes always do.
+    "READ_REQUIRES_TOKEN": False,
+    # POST /jwttoken hands out tokens for new anonymous device uids.
+    "DEVICE_TOKENS": True,
+    # Lifetime of the tokens POST /jwttoken issues (seconds).
+    "DEVICE_TOKEN_LIFETIME": 30 * 24 * 3600,
+    # Decides who may read and write where (see spread_api.policy).
+    "ACCESS_POLICY": "spread_api.policy.TokenClaimsPolicy",
+    # Value of Access-Control-Allow-Origin on the raw API.
+    "CORS_ORIGIN": "*",
+}
+
+IMPORT_STRINGS = frozenset({"ACCESS_POLICY"})
+
+
+class SpreadSettings:
+    """Attribute access to ``settings.SPREAD`` merged over ``DEFAULTS``."""
+
+    def __init__(self, defaults: dict[str, Any] | None = None) -> None:
+        self.defaults = defaults or DEFAULTS
+        self._cached: set[str] = set()
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        if not hasattr(self, "_user_settings"):
+            user = dict(getattr(settings, "SPREAD", {}) or {})
+            unknown = sorted(set(user) - set(self.defaults))
+            if unknown:
+                raise AttributeError(f"Unknown SPREAD setting(s): {', '.join(unknown)}")
+            self._user_settings = user
+        return self._user_settings
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr not in self.defaults:
+            raise AttributeError(f"Invalid SPREAD setting: {attr!r}")
+        value = self.user_settings.get(attr, self.defaults[attr])
+        if attr in IMPORT_STRINGS and isinstance(value, str):
+            value = import_string(value)
+        self._cached.add(attr)
+        setattr(self, attr, value)
+        return value
+
+    def reload(self) -> None:
+        for attr in self._cached:
+            delattr(self, attr)
+        self._cached.clear()
+        if hasattr(self, "_user_settings"):
+            delattr(self, "_user_settings")
+
+
+spread_settings = SpreadSettings()
+
+
+def _reload_settings(*, setting: str, **kwargs: Any) -> None:
+    if setting == "SPREAD":
+        spread_settings.reload()
+
+
+setting_changed.connect(_reload_settings)

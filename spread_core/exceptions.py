@@ -1,0 +1,107 @@
+"""The one exception family of Spread; the API layer turns these into JSON errors and error frames."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SpreadError(Exception):
+    """Base of every error Spread reports to a client: an HTTP status, a stable code, a detail."""
+
+    status_code = 400
+    default_code = "error"
+    default_detail = "Spread error."
+
+    def __init__(self, detail: str | None = None, *, code: str | None = None) -> None:
+        self.detail = detail or self.default_detail
+        self.code = code or self.default_code
+        super().__init__(self.detail)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"error": self.code, "detail": self.detail}
+
+
+class InvalidPath(SpreadError):
+    default_code = "invalid_path"
+    default_detail = "Invalid topic path."
+
+
+class InvalidHeader(SpreadError):
+    default_code = "invalid_header"
+    default_detail = "Invalid header."
+
+
+class EmptyValue(SpreadError):
+    default_code = "empty_body"
+    default_detail = "A value needs a non-empty body; use DELETE to remove a topic."
+
+
+class TopicNotFound(SpreadError):
+    status_code = 404
+    default_code = "not_found"
+    default_detail = "No value at this path."
+
+
+class TopicExists(SpreadError):
+    """A create-only write found a value already there; ``event`` is the current one."""
+
+    status_code = 409
+    default_code = "exists"
+    default_detail = "The topic already has a value."
+
+    def __init__(self, event: Any, detail: str | None = None) -> None:
+        super().__init__(detail)
+        self.event = event
+
+    def as_json(self) -> dict[str, Any]:
+        return {**super().as_json(), "current": self.event.as_json()}
+
+
+class ValueTooLarge(SpreadError):
+    status_code = 413
+    default_code = "too_large"
+    default_detail = "The value is larger than the node accepts."
+
+
+class UploadAborted(SpreadError):
+    """The upload of this value broke off; no reader gets a truncated copy."""
+
+    status_code = 409
+    default_code = "upload_aborted"
+    default_detail = "The upload of this value broke off before it completed."
+
+
+class UploadTimeout(UploadAborted):
+    status_code = 408
+    default_code = "upload_timeout"
+    default_detail = "No bytes arrived for too long; the upload was aborted."
+
+
+class DigestMismatch(UploadAborted):
+    status_code = 400
+    default_code = "digest_mismatch"
+    default_detail = "The SHA-256 of the received value does not match X-Spread-Sha256."
+
+
+class Forbidden(SpreadError):
+    status_code = 403
+    default_code = "forbidden"
+    default_detail = "You may not access this path."
+
+
+class StoreUnavailable(SpreadError):
+    status_code = 503
+    default_code = "unavailable"
+    default_detail = "The store is temporarily unavailable; retry shortly."
+
+
+class FeatureDisabled(SpreadError):
+    status_code = 404
+    default_code = "disabled"
+    default_detail = "This feature is switched off on this node."
+
+
+class ClientDisconnected(UploadAborted):
+    status_code = 400
+    default_code = "client_disconnected"
+    default_detail = "The client went away before the upload ended."

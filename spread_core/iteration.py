@@ -1,0 +1,33 @@
+"""Dense, commit-ordered iterations.
+
+Every stored event takes the next value of one counter row, incremented inside the writing
+transaction. The row stays locked until that transaction commits (PostgreSQL row lock; SQLite's
+``BEGIN IMMEDIATE`` write lock), so the next writer can only read the counter after the previous one
+committed: iterations become visible in increasing order, a rolled-back write releases its number
+(no holes) and the value is persisted with the data it numbers.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from .models import ITERATION_COUNTER, Counter
+
+
+def lock_counter() -> Counter:
+    """Lock the iteration counter for the current transaction and return it."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("lock_counter() must run inside transaction.atomic().")
+    return Counter.objects.select_for_update().get(pk=ITERATION_COUNTER)
+
+
+def take_next(counter: Counter) -> int:
+    """Advance a counter locked by ``lock_counter`` and return the new iteration."""
+    counter.value += 1
+    counter.save(update_fields=["value"])
+    return counter.value
+
+
+def current_iteration() -> int:
+    """The highest iteration committed so far."""
+    return Counter.objects.values_list("value", flat=True).get(pk=ITERATION_COUNTER)

@@ -1,0 +1,56 @@
+"""``manage.py spread_node --bind HOST:PORT``: migrate, then serve the node with uvicorn."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import uvicorn
+from channels.routing import get_default_application
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from spread_core.conf import spread_settings
+from spread_core.store import abort_stale_uploads
+
+DEFAULT_BIND = "127.0.0.1:8000"
+
+
+def parse_bind(bind: str) -> tuple[str, int]:
+    host, _, port = bind.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise CommandError(f"--bind must be HOST:PORT, got {bind!r}")
+    return host.strip("[]"), int(port)
+
+
+class Command(BaseCommand):
+    help = (
+        "Apply pending migrations, then serve this Spread node with uvicorn, an ASGI server that "
+        "streams request bodies to the application as they arrive."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--bind", default=DEFAULT_BIND, help=f"HOST:PORT (default {DEFAULT_BIND})")
+        parser.add_argument("--no-migrate", action="store_true", help="Do not apply migrations.")
+        parser.add_argument("--log-level", default="warning", help="uvicorn log level.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        host, port = parse_bind(options["bind"])
+        if not options["no_migrate"]:
+            call_command("migrate", interactive=False, verbosity=0)
+        aborted = abort_stale_uploads()
+        if aborted:
+            self.stdout.write(f"Aborted {aborted} upload(s) left unfinished by a previous run.")
+        config = uvicorn.Config(
+            get_default_application(),
+            host=host,
+            port=port,
+            lifespan="off",
+            log_level=options["log_level"],
+            timeout_graceful_shutdown=5,
+        )
+        self.stdout.write(
+            f"Spread node {spread_settings.NODE_NAME!r} serving http://{options['bind']}/ "
+            f"(admin at /admin/, API docs at /api/docs/)"
+        )
+        self.stdout.flush()
+        uvicorn.Server(config).run()

@@ -1,0 +1,103 @@
+"""Reading values: the current event of a topic and a chunk stream that follows an upload in progress.
+
+``ValueReader.poll`` is the one synchronous step (one short query); iterating the reader in a
+thread calls it directly and sleeps between polls, iterating it asynchronously calls it through
+``database_sync_to_async``. A reader of an upload that breaks off gets ``UploadAborted`` instead of
+a truncated value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+
+from channels.db import database_sync_to_async
+
+from . import store
+from .conf import spread_settings
+from .exceptions import UploadAborted
+from .models import BlobChunk, Event, Topic, path_hash
+from .paths import TopicPath
+
+CHUNKS_PER_POLL = 16
+
+
+def current_event(path: TopicPath, *, include_deleted: bool = False) -> Event | None:
+    """The topic's current event; an upload whose writer is gone is aborted on sight."""
+    for _ in range(2):
+        topic = Topic.objects.select_related("current").filter(path_hash=path_hash(path.canonical)).first()
+        event = topic.current if topic else None
+        if event is None:
+            return None
+        if store.lease_expired(event):
+            store.abort_upload(event, "upload lease expired (writer gone)")
+            continue
+        event.topic = topic
+        if event.deleted and not include_deleted:
+            return None
+        return event
+    return None
+
+
+class ValueReader:
+    """The bytes of one event's value, following the upload while it is still arriving."""
+
+    def __init__(self, event: Event) -> None:
+        self.event = event
+        self.next_index = 0
+        self.done = False
+        self.poll_interval: float = spread_settings.READ_POLL_INTERVAL
+
+    def poll(self) -> list[bytes]:
+        """Return the bytes available now; set ``done`` once the value is fully read."""
+        event = self.event
+        if not event.is_blob:
+            self.done = True
+            return [bytes(event.value or b"")]
+        chunks = self._chunks()
+        if chunks:
+            return chunks
+        state = Event.objects.get(pk=event.pk)
+        if state.complete:
+            chunks = self._chunks()  # a last chunk may have landed just before completion
+            self.done = not chunks
+            return chunks
+        if state.aborted:
+            raise UploadAborted()
+        if store.lease_expired(state):
+            store.abort_upload(state, "upload lease expired (writer gone)")
+            raise UploadAborted()
+        return []
+
+    def _chunks(self) -> list[bytes]:
+        rows = list(
+            BlobChunk.objects.filter(event_id=self.event.pk, index__gte=self.next_index)
+            .order_by("index")
+            .values_list("index", "data")[:CHUNKS_PER_POLL]
+        )
+        if rows:
+            self.next_index = rows[-1][0] + 1
+        return [bytes(data) for _, data in rows]
+
+    def __iter__(self) -> Iterator[bytes]:
+        while not self.done:
+            chunks = self.poll()
+            yield from chunks
+            if not chunks and not self.done:
+                time.sleep(self.poll_interval)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        poll = database_sync_to_async(self.poll)
+        while not self.done:
+            chunks = await poll()
+            for chunk in chunks:
+                yield chunk
+            if not chunks and not self.done:
+                await asyncio.sleep(self.poll_interval)
+
+    def read(self) -> bytes:
+        return b"".join(self)
+
+    async def aread(self) -> bytes:
+        return b"".join([chunk async for chunk in self])

@@ -1,0 +1,210 @@
+"""The transactional write core: record an event, stream a large value in, abort a broken upload.
+
+Everything here is synchronous and runs in one database transaction per step; the async paths call
+the same steps through ``database_sync_to_async`` (see ``writer.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field, replace
+
+from django.db import transaction
+
+from . import fanout, iteration
+from .clock import MICROSECONDS, now_us
+from .conf import spread_settings
+from .exceptions import TopicExists, UploadAborted
+from .merge import EventKey, Outcome, decide, event_id, winner
+from .models import BlobChunk, Event, Topic, path_hash
+from .paths import TopicPath
+from .signals import event_accepted, upload_aborted
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class WriteRequest:
+    """Everything about a write except its value bytes."""
+
+    path: TopicPath
+    origin: str
+    date: int = field(default_factory=now_us)
+    content_type: str = DEFAULT_CONTENT_TYPE
+    deleted: bool = False
+    create_only: bool = False
+    expected_sha256: str | None = None
+
+    @property
+    def event_id(self) -> str:
+        return event_id(self.path.canonical, self.date, self.origin)
+
+    def tombstone(self) -> WriteRequest:
+        return replace(self, deleted=True, content_type=DEFAULT_CONTENT_TYPE)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The stored event and what storing it did."""
+
+    event: Event
+    outcome: Outcome
+
+
+def _lease() -> int:
+    return now_us() + int(spread_settings.UPLOAD_IDLE_TIMEOUT * MICROSECONDS)
+
+
+def _has_value(event: Event | None) -> bool:
+    return event is not None and not event.deleted and not event.aborted
+
+
+def record(
+    write: WriteRequest, *, value: bytes | None, is_blob: bool = False, sha256: str = ""
+) -> Recorded:
+    """Store one event and merge it into its topic, atomically, with the next iteration.
+
+    ``value`` is the inline value, or the first chunk of a blob when ``is_blob`` (the event then
+    stays incomplete until ``finish_upload``). An event already stored gives ``EXISTING`` and
+    changes nothing. Raises ``TopicExists`` for a create-only write to a topic that has a value.
+    """
+    path = write.path.require_topic()
+    eid = write.event_id
+    with transaction.atomic():
+        counter = iteration.lock_counter()
+        existing = Event.objects.select_related("topic").filter(pk=eid).first()
+        if existing is not None:
+            return Recorded(existing, Outcome.EXISTING)
+        topic, _ = Topic.objects.select_related("current").get_or_create(
+            path_hash=path_hash(path.canonical),
+            defaults={"path": path.canonical, "depth": len(path.segments)},
+        )
+        current = topic.current
+        if write.create_only and _has_value(current):
+            raise TopicExists(current)
+        outcome = decide(current.key if current else None, EventKey(write.date, write.origin))
+        size = 0 if value is None else len(value)
+        event = Event.objects.create(
+            id=eid,
+            topic=topic,
+            origin=write.origin,
+            date=write.date,
+            iteration=iteration.take_next(counter),
+            received=now_us(),
+            deleted=write.deleted,
+            too_late=outcome is Outcome.TOO_LATE,
+            content_type=write.content_type,
+            size=size,
+            value=None if is_blob else value,
+            is_blob=is_blob,
+            complete=not is_blob,
+            sha256=sha256,
+            lease_until=_lease() if is_blob else None,
+        )
+        if is_blob and value:
+            BlobChunk.objects.create(event=event, index=0, data=value)
+        if outcome is Outcome.OK:
+            topic.current = event
+            topic.save(update_fields=["current"])
+        transaction.on_commit(lambda: _announce(event, outcome))
+    return Recorded(event, outcome)
+
+
+def _announce(event: Event, outcome: Outcome) -> None:
+    event_accepted.send(sender=Event, event=event, outcome=outcome)
+    if outcome is Outcome.OK:
+        fanout.hub.notify(event)
+
+
+def append_chunk(event: Event, index: int, data: bytes, size: int) -> None:
+    """Store chunk ``index`` of an unfinished upload and extend its lease."""
+    with transaction.atomic():
+        updated = Event.objects.filter(pk=event.pk, aborted=False, complete=False).update(
+            size=size, lease_until=_lease()
+        )
+        if not updated:
+            raise UploadAborted()
+        BlobChunk.objects.create(event=event, index=index, data=data)
+
+
+def stored_digest(event: Event) -> str:
+    """SHA-256 of the chunks stored for a blob, read back from the database."""
+    digest = hashlib.sha256()
+    last = -1
+    while True:
+        rows = list(
+            BlobChunk.objects.filter(event=event, index__gt=last)
+            .order_by("index")
+            .values_list("index", "data")[:16]
+        )
+        if not rows:
+            return digest.hexdigest()
+        for index, data in rows:
+            digest.update(data)
+            last = index
+
+
+def finish_upload(event: Event, *, size: int, received_sha256: str) -> None:
+    """Mark an upload complete after checking the stored bytes against what was received."""
+    if stored_digest(event) != received_sha256:
+        abort_upload(event, "stored chunks do not match the received bytes")
+        raise UploadAborted("The stored value did not match the received bytes; upload aborted.")
+    updated = Event.objects.filter(pk=event.pk, aborted=False, complete=False).update(
+        complete=True, size=size, sha256=received_sha256, lease_until=None
+    )
+    if not updated:
+        raise UploadAborted()
+    event.complete, event.size, event.sha256, event.lease_until = True, size, received_sha256, None
+
+
+
+def abort_upload(event: Event, reason: str) -> None:
+    """Mark an unfinished upload aborted, drop its chunks, and restore the topic's best value."""
+    with transaction.atomic():
+        iteration.lock_counter()  # serialise with writers so the topic's current stays exact
+        updated = Event.objects.filter(pk=event.pk, complete=False, aborted=False).update(
+            aborted=True, lease_until=None
+        )
+        if not updated:
+            return
+        BlobChunk.objects.filter(event_id=event.pk).delete()
+        topic = Topic.objects.get(pk=event.topic_id)
+        if topic.current_id == event.pk:
+            topic.current = best_event(topic)
+            topic.save(update_fields=["current"])
+    event.aborted = True
+    logger.warning("Upload of %s aborted: %s", event.pk, reason)
+    upload_aborted.send(sender=Event, event=event, reason=reason)
+
+
+def best_event(topic: Topic) -> Event | None:
+    """The live event of ``topic`` with the greatest (date, origin), by the merge rule."""
+    live = Event.objects.for_topic(topic).live()
+    latest = live.order_by("-date").values_list("date", flat=True).first()
+    if latest is None:
+        return None
+    candidates = {e.key: e for e in live.filter(date=latest)}
+    best = winner(candidates)
+    return candidates[best] if best else None
+
+
+def lease_expired(event: Event) -> bool:
+    return (
+        not event.complete
+        and not event.aborted
+        and event.lease_until is not None
+        and event.lease_until < now_us()
+    )
+
+
+def abort_stale_uploads() -> int:
+    """Abort every unfinished upload whose lease ran out (its writer is gone); return how many."""
+    stale = Event.objects.filter(complete=False, aborted=False, lease_until__lt=now_us())
+    count = 0
+    for event in stale:
+        abort_upload(event, "upload lease expired (writer gone)")
+        count += 1
+    return count

@@ -1,0 +1,130 @@
+"""In-process subscriptions: the current value of every topic under a prefix changed after
+``since``, then every change as it is committed, in increasing iteration order.
+
+A subscription registers with the hub BEFORE it reads the catch-up, and always reads from the
+database by iteration, so a write racing with the subscribe is delivered exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction
+from channels.db import database_sync_to_async
+
+from .fanout import hub
+from .models import Event, Topic
+from .paths import TopicPath
+from .types import EventJSON
+
+PULL_BATCH = 500
+
+Callback = Callable[[EventJSON], Any]
+
+
+class Subscription:
+    """Cursor over the current events under a prefix; ``pull`` is the one database step."""
+
+    def __init__(self, prefix: TopicPath | str, since: int = 0) -> None:
+        self.topic_prefix = TopicPath.coerce(prefix)
+        self.prefix = self.topic_prefix.canonical
+        self.cursor = since
+        self.closed = False
+
+    def pull(self) -> list[EventJSON]:
+        """Current events of topics under the prefix whose current iteration is past the cursor."""
+        topics = (
+            Topic.objects.under(self.topic_prefix)
+            .filter(current__iteration__gt=self.cursor)
+            .select_related("current")
+            .order_by("current__iteration")[:PULL_BATCH]
+        )
+        events: list[EventJSON] = []
+        for topic in topics:
+            event: Event = topic.current  # type: ignore[assignment]
+            event.topic = topic
+            events.append(event.as_json())
+        if events:
+            self.cursor = events[-1]["iteration"]
+        return events
+
+    def ring(self, iteration: int) -> None:
+        raise NotImplementedError("Subscription subclasses must implement ring()")
+
+    def close(self) -> None:
+        self.closed = True
+        hub.discard(self)
+
+
+class CallbackSubscription(Subscription):
+    """Calls a sync callback with each event; live events are delivered in the writer's thread."""
+
+    def __init__(self, prefix: TopicPath | str, callback: Callback, since: int = 0) -> None:
+        super().__init__(prefix, since)
+        self.callback = callback
+        self._lock = threading.Lock()
+
+    def start(self) -> CallbackSubscription:
+        hub.add(self)
+        self.deliver()
+        return self
+
+    def ring(self, iteration: int) -> None:
+        if iteration > self.cursor:
+            self.deliver()
+
+    def deliver(self) -> None:
+        with self._lock:
+            while not self.closed and (events := self.pull()):
+                for event in events:
+                    self.callback(event)
+
+
+class AsyncSubscription(Subscription):
+    """An async iterator (and async context manager) of events."""
+
+    def __init__(self, prefix: TopicPath | str, since: int = 0) -> None:
+        super().__init__(prefix, since)
+        self._bell = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._pending: deque[EventJSON] = deque()
+        self._pull = database_sync_to_async(self.pull)
+        hub.add(self)
+
+    def ring(self, iteration: int) -> None:
+        self._loop.call_soon_threadsafe(self._bell.set)
+
+    def __aiter__(self) -> AsyncSubscription:
+        return self
+
+    async def __anext__(self) -> EventJSON:
+        while not self._pending:
+            if self.closed:
+                raise StopAsyncIteration
+            self._bell.clear()
+            self._pending.extend(await self._pull())
+            if not self._pending:
+                await self._bell.wait()
+        return self._pending.popleft()
+
+    async def __aenter__(self) -> AsyncSubscription:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        super().close()
+        self._loop.call_soon_threadsafe(self._bell.set)
+
+    async def feed(self, callback: Callable[[EventJSON], Any]) -> None:
+        """Call ``callback`` (sync or async, adapted once) with every event until closed."""
+        call: Callable[[EventJSON], Awaitable[Any]] = (
+            callback if iscoroutinefunction(callback) else database_sync_to_async(callback)
+        )
+        async for event in self:
+            await call(event)

@@ -1,0 +1,141 @@
+"""Turn a stream of incoming bytes into an inline event or a chunked blob, sync or async.
+
+``ValueWriter`` holds the state of one incoming value. Its ``take`` method is pure (it buffers and
+says which chunks to store); its ``store``/``finish``/``abort`` steps touch the database. The sync
+driver calls the steps directly, the async driver through ``database_sync_to_async``: one core,
+two entry points. The event is created with the first stored chunk, so readers can stream the
+value while it is still arriving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import AsyncIterable, Iterable
+
+from channels.db import database_sync_to_async
+
+from . import store
+from .conf import spread_settings
+from .exceptions import DigestMismatch, EmptyValue, ValueTooLarge
+from .merge import Outcome
+from .store import Recorded, WriteRequest
+
+
+class ValueWriter:
+    """Accumulates one value; decides inline or blob; stores blob chunks as they fill."""
+
+    def __init__(self, write: WriteRequest, *, max_size: int | None = None) -> None:
+        self.write = write
+        self.max_size = spread_settings.MAX_UPLOAD if max_size is None else max_size
+        self.inline_max: int = spread_settings.INLINE_MAX
+        self.chunk_size: int = spread_settings.CHUNK_SIZE
+        self.flush_interval: float = spread_settings.CHUNK_FLUSH_INTERVAL
+        self.buffer = bytearray()
+        self.size = 0
+        self.digest = hashlib.sha256()
+        self.recorded: Recorded | None = None
+        self.next_index = 0
+        self.stored_size = 0
+        self.last_flush = time.monotonic()
+
+    @property
+    def started(self) -> bool:
+        return self.recorded is not None
+
+    @property
+    def discarding(self) -> bool:
+        """The event already existed: the rest of the body is not stored again."""
+        return self.recorded is not None and self.recorded.outcome is Outcome.EXISTING
+
+    def take(self, piece: bytes) -> list[bytes]:
+        """Add received bytes; return the chunks that should be stored now (pure, no I/O)."""
+        if not piece:
+            return []
+        self.size += len(piece)
+        if self.size > self.max_size:
+            raise ValueTooLarge(f"The value is larger than {self.max_size} bytes.")
+        self.digest.update(piece)
+        if self.discarding:
+            return []
+        self.buffer += piece
+        if not self.started and len(self.buffer) <= self.inline_max:
+            return []
+        now = time.monotonic()
+        chunks = []
+        while len(self.buffer) >= self.chunk_size:
+            chunks.append(bytes(self.buffer[: self.chunk_size]))
+            del self.buffer[: self.chunk_size]
+        first_chunk_pending = not self.started and not chunks
+        if self.buffer and (first_chunk_pending or now - self.last_flush >= self.flush_interval):
+            chunks.append(bytes(self.buffer))
+            self.buffer.clear()
+        if chunks:
+            self.last_flush = now
+        return chunks
+
+    def store(self, chunk: bytes) -> None:
+        """Store one chunk; the first one creates the event (sync, one transaction)."""
+        if self.recorded is None:
+            self.recorded = store.record(self.write, value=chunk, is_blob=True)
+        elif not self.discarding:
+            store.append_chunk(self.recorded.event, self.next_index, chunk, self.stored_size + len(chunk))
+        self.next_index += 1
+        self.stored_size += len(chunk)
+
+    def finish(self) -> Recorded:
+        """Store what is left and complete the value; returns the recorded event."""
+        if self.recorded is None:
+            if self.size == 0:
+                raise EmptyValue()
+            received = self._verified_digest()
+            return store.record(self.write, value=bytes(self.buffer), sha256=received)
+        if self.discarding:
+            return self.recorded
+        if self.buffer:
+            self.store(bytes(self.buffer))
+            self.buffer.clear()
+        received = self._verified_digest()
+        store.finish_upload(self.recorded.event, size=self.size, received_sha256=received)
+        return self.recorded
+
+    def _verified_digest(self) -> str:
+        """SHA-256 of the received bytes, checked against the client's X-Spread-Sha256 if given."""
+        received = self.digest.hexdigest()
+        expected = self.write.expected_sha256
+        if expected and expected.lower() != received:
+            self.abort("client digest mismatch")
+            raise DigestMismatch()
+        return received
+
+    def abort(self, reason: str) -> None:
+        """Give up on an unfinished upload: readers get an error, the topic falls back."""
+        if self.recorded is not None and not self.discarding and not self.recorded.event.complete:
+            store.abort_upload(self.recorded.event, reason)
+
+
+def write_value(write: WriteRequest, pieces: Iterable[bytes], **kwargs: int) -> Recorded:
+    """Sync driver: store a value arriving as an iterable of byte strings."""
+    writer = ValueWriter(write, **kwargs)
+    try:
+        for piece in pieces:
+            for chunk in writer.take(piece):
+                writer.store(chunk)
+        return writer.finish()
+    except BaseException as exc:
+        writer.abort(f"{type(exc).__name__}: {exc}")
+        raise
+
+
+async def awrite_value(write: WriteRequest, pieces: AsyncIterable[bytes], **kwargs: int) -> Recorded:
+    """Async driver of the same steps: store a value arriving as an async iterable."""
+    writer = ValueWriter(write, **kwargs)
+    store_step = database_sync_to_async(writer.store)
+    try:
+        async for piece in pieces:
+            for chunk in writer.take(piece):
+                await store_step(chunk)
+        return await database_sync_to_async(writer.finish)()
+    except BaseException as exc:
+        await database_sync_to_async(writer.abort)(f"{type(exc).__name__}: {exc}")
+        raise

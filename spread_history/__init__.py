@@ -1,0 +1,1 @@
+"""Spread history: admin browsing, rollback and playback of past events (see the history issue)."""

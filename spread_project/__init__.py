@@ -1,0 +1,1 @@
+"""The demo Spread node: a Django project that serves the Spread apps."""

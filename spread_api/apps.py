@@ -8,3 +8,6 @@ from django.apps import AppConfig
 class SpreadApiConfig(AppConfig):
     name = "spread_api"
     verbose_name = "Spread API"
+
+    def ready(self) -> None:
+        from . import schema  # noqa: F401  (registers the OpenAPI auth extension)

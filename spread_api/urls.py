@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from .views import DeviceTokenView, RawTopicView, UserTokenObtainPairView, UserTokenRefreshView
+from .views import DeviceTokenView, RawRootView, RawTopicView, UserTokenObtainPairView, UserTokenRefreshView
 
 
 class AnyPathConverter:
@@ -25,7 +25,7 @@ register_converter(AnyPathConverter, "spreadpath")
 
 urlpatterns = [
     path("raw/<spreadpath:topic>", RawTopicView.as_view(), name="spread-raw"),
-    path("raw/", RawTopicView.as_view(), {"topic": ""}, name="spread-raw-root"),
+    path("raw/", RawRootView.as_view(), {"topic": ""}, name="spread-raw-root"),
     path("jwttoken", DeviceTokenView.as_view(), name="spread-jwttoken"),
     path("api/token/", UserTokenObtainPairView.as_view(), name="spread-token-obtain"),
     path("api/token/refresh/", UserTokenRefreshView.as_view(), name="spread-token-refresh"),

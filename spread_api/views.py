@@ -217,6 +217,12 @@ class RawTopicView(SpreadAPIView):
         )
 
 
+class RawRootView(RawTopicView):
+    """``/raw/`` without a topic: answers every method with a JSON 400 (the root holds no value)."""
+
+    schema = None
+
+
 class DeviceTokenView(SpreadAPIView):
     """``POST /jwttoken``: a token for a new anonymous device uid."""
 

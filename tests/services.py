@@ -1,0 +1,30 @@
+"""``python -m tests.services postgres URL|redis URL``: exit 0 when the service answers."""
+
+from __future__ import annotations
+
+import sys
+
+
+def postgres_answers(url: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", connect_timeout=3):
+            return True
+    except psycopg.Error:
+        return False
+
+
+def redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=3).ping())
+    except redis.RedisError:
+        return False
+
+
+if __name__ == "__main__":
+    service, url = sys.argv[1], sys.argv[2]
+    check = {"postgres": postgres_answers, "redis": redis_answers}[service]
+    sys.exit(0 if check(url) else 1)

@@ -21,7 +21,7 @@ class DevicePrincipal(TokenUser):
     """An authenticated anonymous device, backed only by its token."""
 
     @cached_property
-    def id(self) -> str:  # type: ignore[override]
+    def id(self) -> str:
         return str(self.token[UID_CLAIM])
 
     @cached_property
@@ -30,7 +30,7 @@ class DevicePrincipal(TokenUser):
 
 
 class SpreadJWTAuthentication(JWTAuthentication):
-    def get_header(self, request: Request) -> bytes:  # type: ignore[override]
+    def get_header(self, request: Request) -> bytes:
         header = super().get_header(request)
         if header is None:
             query_value = request.query_params.get(AUTHORIZATION_QUERY_PARAM)
@@ -46,7 +46,7 @@ class SpreadJWTAuthentication(JWTAuthentication):
 
 def origin_of(request: Request) -> str:
     """The writer identity recorded on events: the token's ``uid``, else the username."""
-    token = request.auth
+    token: Any = request.auth
     if token is not None and UID_CLAIM in token:
         return str(token[UID_CLAIM])
     return str(request.user.get_username())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework.request import Request
 
 from spread_core.paths import TopicPath, covers_canonical
@@ -24,7 +26,7 @@ class TokenClaimsPolicy(AccessPolicy):
     without the claim is unrestricted. Anonymous requests may read (when reads are open)."""
 
     def _allowed(self, request: Request, path: TopicPath, claim: str) -> bool:
-        token = request.auth
+        token: Any = request.auth
         if token is None or claim not in token:
             return True
         prefixes = token[claim]

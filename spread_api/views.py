@@ -149,9 +149,7 @@ class RawTopicView(SpreadAPIView):
             path=self.topic_path.require_topic(),
             origin=origin_of(request),
             date=now_us() if date is None else date,
-            content_type=headers.parse_content_type(
-                request.META.get("CONTENT_TYPE"), DEFAULT_CONTENT_TYPE
-            ),
+            content_type=headers.parse_content_type(request.META.get("CONTENT_TYPE"), DEFAULT_CONTENT_TYPE),
             create_only=if_none_match is not None,
             expected_sha256=headers.parse_sha256(request.headers.get("X-Spread-Sha256")),
         )
@@ -190,8 +188,14 @@ class RawTopicView(SpreadAPIView):
 
     @extend_schema(
         request={"application/octet-stream": OpenApiTypes.BINARY},
-        responses={200: REPORT_SCHEMA, 400: ERROR_SCHEMA, 401: ERROR_SCHEMA, 403: ERROR_SCHEMA,
-                   409: ERROR_SCHEMA, 413: ERROR_SCHEMA},
+        responses={
+            200: REPORT_SCHEMA,
+            400: ERROR_SCHEMA,
+            401: ERROR_SCHEMA,
+            403: ERROR_SCHEMA,
+            409: ERROR_SCHEMA,
+            413: ERROR_SCHEMA,
+        },
         parameters=WRITE_PARAMETERS,
     )
     def post(self, request: Request, topic: str = "") -> Response:
@@ -206,7 +210,7 @@ class RawTopicView(SpreadAPIView):
         return Response(report(store.record(write, value=None)))
 
     @extend_schema(exclude=True)
-    def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+    def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]
         return Response(
             status=status.HTTP_204_NO_CONTENT,
             headers={
@@ -220,7 +224,7 @@ class RawTopicView(SpreadAPIView):
 class RawRootView(RawTopicView):
     """``/raw/`` without a topic: answers every method with a JSON 400 (the root holds no value)."""
 
-    schema = None
+    schema = None  # type: ignore[assignment]
 
 
 class DeviceTokenView(SpreadAPIView):
@@ -248,7 +252,7 @@ class DeviceTokenView(SpreadAPIView):
 class UserTokenObtainPairView(TokenObtainPairView):
     """simplejwt's ``/api/token/`` whose tokens carry the username as ``uid``."""
 
-    serializer_class = UserTokenObtainPairSerializer  # type: ignore[assignment]
+    serializer_class = UserTokenObtainPairSerializer
     schema = AutoSchema()
 
 

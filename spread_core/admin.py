@@ -17,7 +17,17 @@ class TopicAdmin(admin.ModelAdmin):
 
 @admin.register(Event)
 class EventAdmin(admin.ModelAdmin):
-    list_display = ["iteration", "topic", "origin", "date", "size", "deleted", "too_late", "complete", "aborted"]
+    list_display = [
+        "iteration",
+        "topic",
+        "origin",
+        "date",
+        "size",
+        "deleted",
+        "too_late",
+        "complete",
+        "aborted",
+    ]
     list_filter = ["deleted", "too_late", "complete", "aborted"]
     search_fields = ["topic__path", "origin"]
     raw_id_fields = ["topic"]

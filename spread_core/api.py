@@ -8,7 +8,7 @@ large values, an iterable (``post``) or async iterable (``apost``) of byte strin
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any, NamedTuple
 
 from channels.db import database_sync_to_async
@@ -20,7 +20,7 @@ from .fanout import hub
 from .merge import Outcome
 from .paths import TopicPath
 from .store import DEFAULT_CONTENT_TYPE, Recorded, WriteRequest
-from .subscriptions import AsyncSubscription, Callback, CallbackSubscription
+from .subscriptions import AsyncSubscription, Callback, CallbackSubscription, PathLike
 from .types import EventJSON, PostReport
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
 ]
 
 TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
-PathLike = TopicPath | str | Sequence[str]
 ValueLike = bytes | bytearray | memoryview | str
 
 
@@ -100,8 +99,12 @@ def post(
 ) -> PostReport:
     """Write ``value`` at ``path``; returns the propagation report (status ok/too_late/existing)."""
     write = _write_request(
-        path, content_type=content_type, origin=origin, date=date,
-        create_only=create_only, text=isinstance(value, str),
+        path,
+        content_type=content_type,
+        origin=origin,
+        date=date,
+        create_only=create_only,
+        text=isinstance(value, str),
     )
     return report(writer.write_value(write, _pieces(value)))
 
@@ -117,8 +120,12 @@ async def apost(
 ) -> PostReport:
     """Async ``post``; large values may arrive as an async iterable of byte strings."""
     write = _write_request(
-        path, content_type=content_type, origin=origin, date=date,
-        create_only=create_only, text=isinstance(value, str),
+        path,
+        content_type=content_type,
+        origin=origin,
+        date=date,
+        create_only=create_only,
+        text=isinstance(value, str),
     )
     if isinstance(value, AsyncIterable):
         recorded = await writer.awrite_value(write, value)

@@ -13,10 +13,9 @@ from .conf import DEFAULTS, spread_settings
 def check_spread_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     errors: list[Error] = []
     try:
-        spread_settings.NODE_NAME
+        name = spread_settings.NODE_NAME
     except AttributeError as exc:
         return [Error(str(exc), hint=f"Known keys: {', '.join(sorted(DEFAULTS))}.", id="spread_core.E001")]
-    name = spread_settings.NODE_NAME
     if not isinstance(name, str) or not name or len(name.encode()) > 255:
         errors.append(
             Error(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 EVENT_ID_BYTES = 16
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     """What applying an event did."""
 
     OK = "ok"  # stored and now the topic's current value

@@ -42,9 +42,7 @@ class Topic(models.Model):
     path = models.TextField(help_text="Canonical (escaped, '/'-joined) path.")
     path_hash = models.CharField(max_length=64, unique=True, editable=False)
     depth = models.PositiveSmallIntegerField()
-    current = models.ForeignKey(
-        "Event", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    current = models.ForeignKey("Event", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     objects = TopicQuerySet.as_manager()
 

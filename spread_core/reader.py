@@ -27,9 +27,9 @@ def current_event(path: TopicPath, *, include_deleted: bool = False) -> Event | 
     """The topic's current event; an upload whose writer is gone is aborted on sight."""
     for _ in range(2):
         topic = Topic.objects.select_related("current").filter(path_hash=path_hash(path.canonical)).first()
-        event = topic.current if topic else None
-        if event is None:
+        if topic is None or topic.current is None:
             return None
+        event = topic.current
         if store.lease_expired(event):
             store.abort_upload(event, "upload lease expired (writer gone)")
             continue

@@ -62,9 +62,7 @@ def _has_value(event: Event | None) -> bool:
     return event is not None and not event.deleted and not event.aborted
 
 
-def record(
-    write: WriteRequest, *, value: bytes | None, is_blob: bool = False, sha256: str = ""
-) -> Recorded:
+def record(write: WriteRequest, *, value: bytes | None, is_blob: bool = False, sha256: str = "") -> Recorded:
     """Store one event and merge it into its topic, atomically, with the next iteration.
 
     ``value`` is the inline value, or the first chunk of a blob when ``is_blob`` (the event then
@@ -158,7 +156,6 @@ def finish_upload(event: Event, *, size: int, received_sha256: str) -> None:
     if not updated:
         raise UploadAborted()
     event.complete, event.size, event.sha256, event.lease_until = True, size, received_sha256, None
-
 
 
 def abort_upload(event: Event, reason: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction
@@ -23,13 +23,15 @@ from .types import EventJSON
 
 PULL_BATCH = 500
 
+PathLike = TopicPath | str | Sequence[str]
+
 Callback = Callable[[EventJSON], Any]
 
 
 class Subscription:
     """Cursor over the current events under a prefix; ``pull`` is the one database step."""
 
-    def __init__(self, prefix: TopicPath | str, since: int = 0) -> None:
+    def __init__(self, prefix: PathLike, since: int = 0) -> None:
         self.topic_prefix = TopicPath.coerce(prefix)
         self.prefix = self.topic_prefix.canonical
         self.cursor = since
@@ -63,7 +65,7 @@ class Subscription:
 class CallbackSubscription(Subscription):
     """Calls a sync callback with each event; live events are delivered in the writer's thread."""
 
-    def __init__(self, prefix: TopicPath | str, callback: Callback, since: int = 0) -> None:
+    def __init__(self, prefix: PathLike, callback: Callback, since: int = 0) -> None:
         super().__init__(prefix, since)
         self.callback = callback
         self._lock = threading.Lock()
@@ -87,7 +89,7 @@ class CallbackSubscription(Subscription):
 class AsyncSubscription(Subscription):
     """An async iterator (and async context manager) of events."""
 
-    def __init__(self, prefix: TopicPath | str, since: int = 0) -> None:
+    def __init__(self, prefix: PathLike, since: int = 0) -> None:
         super().__init__(prefix, since)
         self._bell = asyncio.Event()
         self._loop = asyncio.get_running_loop()

@@ -14,6 +14,5 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from spread_api.asgi import StreamingUploadMiddleware  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {"http": ASGIStaticFilesHandler(StreamingUploadMiddleware(django_asgi_app))}
-)
+http_application = ASGIStaticFilesHandler(StreamingUploadMiddleware(django_asgi_app))  # type: ignore[arg-type]
+application = ProtocolTypeRouter({"http": http_application})

@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from asgiref.sync import ThreadSensitiveContext
 from channels.db import database_sync_to_async
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse
@@ -86,7 +87,10 @@ class StreamingUploadMiddleware:
         if scope["type"] == "http" and scope["method"] in STREAMED_METHODS:
             match = _match_raw_view(scope)
             if match is not None:
-                await self.stream_upload(scope, receive, send, match)
+                # Like Django's handler: this request's sync steps get their own thread, instead
+                # of queueing behind every other upload on the one shared thread.
+                async with ThreadSensitiveContext():
+                    await self.stream_upload(scope, receive, send, match)
                 return
         await self.app(scope, receive, send)
 

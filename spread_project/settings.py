@@ -94,6 +94,13 @@ def database_from_url(url: str) -> dict[str, Any]:
         name = Path(config["NAME"])
         # Tests use a file (never :memory:) so concurrency tests see real locking.
         config["TEST"] = {"NAME": str(name.with_name(f"test_{name.name}"))}
+    elif config["ENGINE"] == "django.db.backends.postgresql":
+        # A connection pool instead of one new connection per request (Django's advice for ASGI,
+        # where persistent per-thread connections are not safe).
+        config["OPTIONS"] = {
+            "pool": {"min_size": 2, "max_size": 20, "timeout": 10},
+            **config.get("OPTIONS", {}),
+        }
     return config
 
 

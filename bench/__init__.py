@@ -1,0 +1,1 @@
+"""Benchmarks of a Spread node; run with ``python -m bench`` (or ``make bench``)."""

@@ -1,0 +1,230 @@
+"""``python -m bench``: small writes and reads over HTTP and in-process, as ratios to baselines.
+
+Every figure is measured in this run next to its baseline, because these machines are shared and
+noisy: HTTP rates against a minimal raw ASGI app on the same uvicorn (the stack's limit), in-process
+posts against a bare ORM insert into the same database. Loops are bounded in count and time and
+target only 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from spread_core.testing import LiveNode, free_port  # noqa: E402
+
+BENCH_SECRET = "spread-bench-secret-key-0123456789-0123456789-0123456789"
+TIME_LIMIT = 60.0  # seconds per measured loop, whatever the request count
+VALUE = b"x" * 100
+
+
+async def http_load(
+    url_of: Any, method: str, count: int, concurrency: int, headers: dict[str, str]
+) -> dict[str, Any]:
+    """Send ``count`` requests with ``concurrency`` in flight; return rate and latency percentiles."""
+    latencies: list[float] = []
+    errors = 0
+    next_index = 0
+    deadline = time.monotonic() + TIME_LIMIT
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
+
+        async def worker() -> None:
+            nonlocal next_index, errors
+            while next_index < count and time.monotonic() < deadline:
+                index = next_index
+                next_index += 1
+                started = time.perf_counter()
+                if method == "POST":
+                    response = await client.post(url_of(index), content=VALUE, headers=headers)
+                else:
+                    response = await client.get(url_of(index))
+                latencies.append(time.perf_counter() - started)
+                if response.status_code != 200:
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "per_second": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(1000 * statistics.median(latencies), 2),
+        "p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 2),
+    }
+
+
+def start_baseline(log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    with open(log_dir / "baseline.log", "ab") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.baseline_asgi:app",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            httpx.get(url, timeout=1.0)
+            break
+        except httpx.TransportError:
+            time.sleep(0.05)
+    return process, url
+
+
+def in_process(count: int, database_url: str) -> dict[str, Any]:
+    """Python API posts/s against bare ORM inserts/s into the same database (child process)."""
+    code = f"""
+import json, time, django
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from django.contrib.auth.models import Group
+from spread_core import api
+n = {count}
+t = time.perf_counter()
+for i in range(n):
+    Group.objects.create(name=f"bench-{{i}}")
+orm = n / (time.perf_counter() - t)
+t = time.perf_counter()
+for i in range(n):
+    api.post(f"bench/inproc/{{i}}", b"x" * 100)
+spread = n / (time.perf_counter() - t)
+print(json.dumps({{"orm_inserts_per_second": round(orm, 1), "posts_per_second": round(spread, 1)}}))
+"""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": BENCH_SECRET,
+        "DJANGO_SETTINGS_MODULE": "spread_project.settings",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, check=True
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    result["ratio_to_orm_insert"] = round(result["posts_per_second"] / result["orm_inserts_per_second"], 3)
+    return result
+
+
+def database_url(kind: str, workdir: Path, name: str) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{workdir / (name + '.sqlite3')}"
+    import psycopg
+
+    server = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
+    dbname = f"spread_bench_{name}_{os.getpid()}"
+    with psycopg.connect(server + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    return f"{server}/{dbname}"
+
+
+def emit(record: dict[str, Any], results: list[dict[str, Any]]) -> None:
+    print(json.dumps(record), flush=True)
+    results.append(record)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=2000, help="requests per HTTP measurement")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    parser.add_argument(
+        "--database", choices=["sqlite", "postgres"], nargs="+", default=["sqlite", "postgres"]
+    )
+    parser.add_argument("--inprocess", type=int, default=2000, help="in-process posts")
+    parser.add_argument("--output", default=str(REPO / "bench" / "results" / "small_values.jsonl"))
+    args = parser.parse_args()
+
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        baseline, baseline_url = start_baseline(workdir)
+        try:
+            for kind in args.database:
+                env = {
+                    "DATABASE_URL": database_url(kind, workdir, "node"),
+                    "SECRET_KEY": BENCH_SECRET,
+                    "SPREAD_NODE_NAME": "bench",
+                }
+                with LiveNode(REPO / "manage.py", env, log_path=workdir / f"node-{kind}.log") as node:
+                    token = httpx.post(f"{node.url}/jwttoken").json()["token"]
+                    headers = {"Authorization": f"Bearer {token}"}
+                    for concurrency in args.concurrency:
+                        for method in ("POST", "GET"):
+                            base = asyncio.run(
+                                http_load(
+                                    lambda i: f"{baseline_url}/raw/b/{i}",
+                                    method,
+                                    args.requests,
+                                    concurrency,
+                                    headers,
+                                )
+                            )
+                            spread = asyncio.run(
+                                http_load(
+                                    lambda i: f"{node.url}/raw/bench/c{concurrency}/{i}",
+                                    method,
+                                    args.requests,
+                                    concurrency,
+                                    headers,
+                                )
+                            )
+                            emit(
+                                {
+                                    "suite": "small_values",
+                                    "system": f"spread-uvicorn-{kind}",
+                                    "method": method,
+                                    "concurrency": concurrency,
+                                    **spread,
+                                    "baseline_raw_asgi_per_second": base["per_second"],
+                                    "ratio_to_raw_asgi": round(spread["per_second"] / base["per_second"], 3),
+                                },
+                                results,
+                            )
+                emit(
+                    {
+                        "suite": "in_process",
+                        "system": f"spread-{kind}",
+                        **in_process(args.inprocess, database_url(kind, workdir, "inproc")),
+                    },
+                    results,
+                )
+        finally:
+            baseline.terminate()
+            baseline.wait()
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("".join(json.dumps(r) + "\n" for r in results))
+    print(f"results written to {output}")
+
+
+if __name__ == "__main__":
+    main()

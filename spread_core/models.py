@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import models
+from django.db.models.functions import Substr
+from django.db.models.lookups import Exact
 
 from .merge import EventKey
 from .paths import SEPARATOR, TopicPath
@@ -20,15 +23,21 @@ def path_hash(canonical: str) -> str:
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
-def _under_filter(prefix: TopicPath | str, field: str) -> models.Q:
-    canonical = prefix.canonical if isinstance(prefix, TopicPath) else prefix
+def _under_filter(prefix: TopicPath | str | Sequence[str], field: str) -> models.Q:
+    """``field`` is the canonical ``prefix`` or starts with ``prefix/``, compared byte for byte.
+
+    Not ``__startswith``: SQLite's LIKE ignores ASCII case, so "A" would cover "a/x".
+    """
+    canonical = prefix if isinstance(prefix, str) else TopicPath.coerce(prefix).canonical
     if canonical == "":
         return models.Q()
-    return models.Q(**{field: canonical}) | models.Q(**{f"{field}__startswith": canonical + SEPARATOR})
+    head = canonical + SEPARATOR
+    starts_with_head: Exact[str] = Exact(Substr(models.F(field), 1, len(head)), head)
+    return models.Q(**{field: canonical}) | models.Q(starts_with_head)
 
 
 class TopicQuerySet(models.QuerySet["Topic"]):
-    def under(self, prefix: TopicPath | str) -> TopicQuerySet:
+    def under(self, prefix: TopicPath | str | Sequence[str]) -> TopicQuerySet:
         """Topics at ``prefix`` or below it."""
         return self.filter(_under_filter(prefix, "path"))
 
@@ -61,7 +70,7 @@ class EventQuerySet(models.QuerySet["Event"]):
     def for_topic(self, topic: Topic) -> EventQuerySet:
         return self.filter(topic=topic)
 
-    def under(self, prefix: TopicPath | str) -> EventQuerySet:
+    def under(self, prefix: TopicPath | str | Sequence[str]) -> EventQuerySet:
         return self.filter(_under_filter(prefix, "topic__path"))
 
     def after(self, iteration: int) -> EventQuerySet:

@@ -98,7 +98,10 @@ class AsyncSubscription(Subscription):
         hub.add(self)
 
     def ring(self, iteration: int) -> None:
-        self._loop.call_soon_threadsafe(self._bell.set)
+        try:
+            self._loop.call_soon_threadsafe(self._bell.set)
+        except RuntimeError:  # the subscriber's event loop is gone: nobody will read this
+            hub.discard(self)
 
     def __aiter__(self) -> AsyncSubscription:
         return self
@@ -121,7 +124,8 @@ class AsyncSubscription(Subscription):
 
     def close(self) -> None:
         super().close()
-        self._loop.call_soon_threadsafe(self._bell.set)
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._bell.set)
 
     async def feed(self, callback: Callable[[EventJSON], Any]) -> None:
         """Call ``callback`` (sync or async, adapted once) with every event until closed."""

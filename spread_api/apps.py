@@ -10,4 +10,4 @@ class SpreadApiConfig(AppConfig):
     verbose_name = "Spread API"
 
     def ready(self) -> None:
-        from . import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from . import checks, schema  # noqa: F401  (register the system checks and OpenAPI auth extension)

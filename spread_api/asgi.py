@@ -66,8 +66,6 @@ async def _body(receive: Any) -> AsyncIterator[bytes]:
 
 async def send_response(response: HttpResponse, send: Any) -> None:
     """Send a rendered, non-streaming Django response."""
-    if isinstance(response, Response):
-        response.render()
     body = response.content
     response_headers = [
         (name.encode("latin-1"), str(value).encode("latin-1")) for name, value in response.items()
@@ -114,13 +112,20 @@ class StreamingUploadMiddleware:
             view.initial(request, *match.args, **match.kwargs)
             return view.get_write_request(request)
 
+        def render(result: Any) -> HttpResponse:
+            # Error handlers may read the database (a 409 shows the current event): run in a thread.
+            if isinstance(result, Exception):
+                result = view.handle_exception(result)
+            response = view.finalize_response(request, result)
+            response.render()
+            return response
+
         try:
             write = await database_sync_to_async(prepare)()
             recorded = await writer.awrite_value(write, _body(receive))
-            response: HttpResponse = Response(report(recorded))  # the event's topic is loaded
+            outcome: Any = Response(report(recorded))
         except Exception as exc:
             if not isinstance(exc, ClientDisconnected):
                 logger.debug("Streamed upload failed: %s", exc)
-            response = view.handle_exception(exc)
-        response = view.finalize_response(request, response)
-        await send_response(response, send)
+            outcome = exc
+        await send_response(await database_sync_to_async(render)(outcome), send)

@@ -81,7 +81,8 @@ def record(write: WriteRequest, *, value: bytes | None, is_blob: bool = False, s
             defaults={"path": path.canonical, "depth": len(path.segments)},
         )
         current = topic.current
-        if write.create_only and _has_value(current):
+        if write.create_only and current is not None and _has_value(current):
+            current.topic = topic  # the 409 answer shows its path
             raise TopicExists(current)
         outcome = decide(current.key if current else None, EventKey(write.date, write.origin))
         size = 0 if value is None else len(value)

@@ -99,7 +99,7 @@ def value_headers(event: Event) -> dict[str, str]:
         "From": event.origin,
         "X-Spread-Etag": f'"{event.date}"',
         "X-Spread-Iteration": str(event.iteration),
-        "ETag": f'"{event.id}"',
+        "ETag": f'"{event.event_id}"',
     }
     if event.complete:
         result["Content-Length"] = str(event.size)
@@ -159,8 +159,8 @@ class RawTopicView(SpreadAPIView):
         if event is None:
             raise TopicNotFound()
         if_none_match = headers.parse_if_none_match(request.headers.get("If-None-Match"))
-        if if_none_match and (headers.WILDCARD in if_none_match or event.id in if_none_match):
-            return HttpResponse(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": f'"{event.id}"'})
+        if if_none_match and (headers.WILDCARD in if_none_match or event.event_id in if_none_match):
+            return HttpResponse(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": f'"{event.event_id}"'})
         return event
 
     @extend_schema(

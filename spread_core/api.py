@@ -53,7 +53,7 @@ def report(recorded: Recorded) -> PostReport:
     """The JSON answer to a write: the event, its status and the propagation per ancestor."""
     event = recorded.event
     return {
-        "id": event.id,
+        "id": event.event_id,
         "path": event.path,
         "status": recorded.outcome.value,
         "iteration": event.iteration,

@@ -60,9 +60,10 @@ class SpreadSettings:
         self.defaults = defaults or DEFAULTS
         self._cached: set[str] = set()
 
-    @property
     def user_settings(self) -> dict[str, Any]:
-        if not hasattr(self, "_user_settings"):
+        """``settings.SPREAD``, checked for unknown keys (a method: an AttributeError raised in a
+        property would be swallowed by ``__getattr__``)."""
+        if "_user_settings" not in self.__dict__:
             user = dict(getattr(settings, "SPREAD", {}) or {})
             unknown = sorted(set(user) - set(self.defaults))
             if unknown:
@@ -73,7 +74,7 @@ class SpreadSettings:
     def __getattr__(self, attr: str) -> Any:
         if attr not in self.defaults:
             raise AttributeError(f"Invalid SPREAD setting: {attr!r}")
-        value = self.user_settings.get(attr, self.defaults[attr])
+        value = self.user_settings().get(attr, self.defaults[attr])
         if attr in IMPORT_STRINGS and isinstance(value, str):
             value = import_string(value)
         self._cached.add(attr)
@@ -84,8 +85,7 @@ class SpreadSettings:
         for attr in self._cached:
             delattr(self, attr)
         self._cached.clear()
-        if hasattr(self, "_user_settings"):
-            delattr(self, "_user_settings")
+        self.__dict__.pop("_user_settings", None)
 
 
 spread_settings = SpreadSettings()

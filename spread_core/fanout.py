@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from .paths import canonical_ancestors
 from .types import PropagationEntry
-
-if TYPE_CHECKING:
-    from .models import Event
 
 
 class Subscriber(Protocol):
@@ -51,10 +48,10 @@ class Hub:
         with self._lock:
             return [s for p in canonical_ancestors(path) for s in self._by_prefix.get(p, ())]
 
-    def notify(self, event: Event) -> None:
-        """Ring every subscriber whose prefix covers the event's path."""
-        for subscriber in self._watching(event.path):
-            subscriber.ring(event.iteration)
+    def notify(self, path: str, iteration: int) -> None:
+        """Ring every subscriber whose prefix covers ``path``, which changed at ``iteration``."""
+        for subscriber in self._watching(path):
+            subscriber.ring(iteration)
 
     def report(self, path: str, *, delivered: bool) -> list[PropagationEntry]:
         """Subscribers notified per ancestor of ``path`` (zero everywhere when not delivered)."""

@@ -1,24 +1,26 @@
-"""Dense, commit-ordered iterations.
+"""Dense, commit-ordered iterations: the node's change log.
 
-Every stored event takes the next value of one counter row, incremented inside the writing
-transaction. The row stays locked until that transaction commits (PostgreSQL row lock; SQLite's
-``BEGIN IMMEDIATE`` write lock), so the next writer can only read the counter after the previous one
-committed: iterations become visible in increasing order, a rolled-back write releases its number
-(no holes) and the value is persisted with the data it numbers.
+Every entry of the log (an event stored, an upload completed or aborted) takes the next value of
+one counter row, incremented inside the writing transaction. The row stays locked until that
+transaction commits (PostgreSQL row lock; SQLite's ``BEGIN IMMEDIATE`` write lock), so the next
+writer can only read the counter after the previous one committed: iterations become visible in
+increasing order, a rolled-back write releases its number (no holes) and the value is persisted
+with the data it numbers.
 """
 
 from __future__ import annotations
 
 from django.db import transaction
 
-from .models import ITERATION_COUNTER, Counter
+from .models import ITERATION_COUNTER, Change, Counter, Event
 
 
 def lock_counter() -> Counter:
     """Lock the iteration counter for the current transaction and return it."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("lock_counter() must run inside transaction.atomic().")
-    return Counter.objects.select_for_update().get(pk=ITERATION_COUNTER)
+    counter, _ = Counter.objects.select_for_update().get_or_create(pk=ITERATION_COUNTER)
+    return counter
 
 
 def take_next(counter: Counter) -> int:
@@ -28,6 +30,14 @@ def take_next(counter: Counter) -> int:
     return counter.value
 
 
+def log(counter: Counter, event: Event, kind: str) -> int:
+    """Append an entry about ``event`` to the log; return its iteration."""
+    iteration = take_next(counter)
+    Change.objects.create(iteration=iteration, event=event, kind=kind)
+    return iteration
+
+
 def current_iteration() -> int:
     """The highest iteration committed so far."""
-    return Counter.objects.values_list("value", flat=True).get(pk=ITERATION_COUNTER)
+    counter = Counter.objects.filter(pk=ITERATION_COUNTER).first()
+    return counter.value if counter else 0

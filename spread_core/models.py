@@ -1,4 +1,4 @@
-"""Storage: topics, their append-only events, blob chunks and the iteration counter."""
+"""Storage: topics, their append-only events, the node's change log, blob chunks, the counter."""
 
 from __future__ import annotations
 
@@ -52,6 +52,9 @@ class Topic(models.Model):
     path_hash = models.CharField(max_length=64, unique=True, editable=False)
     depth = models.PositiveSmallIntegerField()
     current = models.ForeignKey("Event", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    changed = models.BigIntegerField(
+        default=0, db_index=True, help_text="Iteration of the last change of the current value."
+    )
 
     objects = TopicQuerySet.as_manager()
 
@@ -84,11 +87,11 @@ class EventQuerySet(models.QuerySet["Event"]):
 class Event(models.Model):
     """One write to a topic (a value or a tombstone); never modified except an upload's progress."""
 
-    id = models.CharField(primary_key=True, max_length=32, editable=False)
+    iteration = models.BigIntegerField(primary_key=True, help_text="Node-local commit order.")
+    event_id = models.CharField(max_length=32, db_index=True, help_text="Hash of (path, date, origin).")
     topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="events")
     origin = models.CharField(max_length=255)
     date = models.BigIntegerField(help_text="Microseconds since the epoch.")
-    iteration = models.BigIntegerField(unique=True, help_text="Node-local commit order.")
     received = models.BigIntegerField(help_text="When this node stored it (microseconds).")
     deleted = models.BooleanField(default=False)
     too_late = models.BooleanField(default=False, help_text="Lost to the current value on arrival.")
@@ -108,9 +111,15 @@ class Event(models.Model):
     class Meta:
         ordering = ["iteration"]
         indexes = [models.Index(fields=["topic", "iteration"])]
+        constraints = [
+            # An aborted upload does not block a retry of the same event (same id).
+            models.UniqueConstraint(
+                fields=["event_id"], condition=models.Q(aborted=False), name="unique_live_event_id"
+            )
+        ]
 
     def __str__(self) -> str:
-        return f"{self.path}@{self.iteration}"
+        return f"{self.topic.path}@{self.iteration}"
 
     @property
     def path(self) -> str:
@@ -123,7 +132,7 @@ class Event(models.Model):
     def as_json(self) -> EventJSON:
         """The wire form of an event (HTTP, websocket, SSE and the Python API)."""
         data: dict[str, Any] = {
-            "id": self.id,
+            "id": self.event_id,
             "path": self.path,
             "iteration": self.iteration,
             "from": self.origin,
@@ -133,6 +142,8 @@ class Event(models.Model):
             "complete": self.complete,
             "deleted": self.deleted,
         }
+        if self.aborted:
+            data["aborted"] = True
         if not self.is_blob and self.value is not None and not self.deleted:
             raw = bytes(self.value)
             try:
@@ -140,6 +151,29 @@ class Event(models.Model):
             except UnicodeDecodeError:
                 data["value_b64"] = base64.b64encode(raw).decode("ascii")
         return data  # type: ignore[return-value]
+
+
+class Change(models.Model):
+    """One entry of the node's log: an event stored, an upload completed, an upload aborted.
+
+    Its iteration comes from the counter, so the log is dense and in commit order; a stored event
+    has the iteration of its ``write`` entry.
+    """
+
+    WRITE = "write"
+    COMPLETE = "complete"
+    ABORT = "abort"
+    KINDS = [(WRITE, "write"), (COMPLETE, "upload complete"), (ABORT, "upload aborted")]
+
+    iteration = models.BigIntegerField(primary_key=True)
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="changes")
+    kind = models.CharField(max_length=8, choices=KINDS)
+
+    class Meta:
+        ordering = ["iteration"]
+
+    def __str__(self) -> str:
+        return f"{self.iteration}: {self.kind} of the event stored at {self.event_id}"
 
 
 class BlobChunk(models.Model):

@@ -17,7 +17,7 @@ from .clock import MICROSECONDS, now_us
 from .conf import spread_settings
 from .exceptions import TopicExists, UploadAborted
 from .merge import EventKey, Outcome, decide, event_id, winner
-from .models import BlobChunk, Event, Topic, path_hash
+from .models import BlobChunk, Change, Event, Topic, path_hash
 from .paths import TopicPath
 from .signals import event_accepted, upload_aborted
 
@@ -73,7 +73,7 @@ def record(write: WriteRequest, *, value: bytes | None, is_blob: bool = False, s
     eid = write.event_id
     with transaction.atomic():
         counter = iteration.lock_counter()
-        existing = Event.objects.select_related("topic").filter(pk=eid).first()
+        existing = Event.objects.select_related("topic").filter(event_id=eid, aborted=False).first()
         if existing is not None:
             return Recorded(existing, Outcome.EXISTING)
         topic, _ = Topic.objects.select_related("current").get_or_create(
@@ -87,11 +87,11 @@ def record(write: WriteRequest, *, value: bytes | None, is_blob: bool = False, s
         outcome = decide(current.key if current else None, EventKey(write.date, write.origin))
         size = 0 if value is None else len(value)
         event = Event.objects.create(
-            id=eid,
+            iteration=iteration.take_next(counter),
+            event_id=eid,
             topic=topic,
             origin=write.origin,
             date=write.date,
-            iteration=iteration.take_next(counter),
             received=now_us(),
             deleted=write.deleted,
             too_late=outcome is Outcome.TOO_LATE,
@@ -103,11 +103,12 @@ def record(write: WriteRequest, *, value: bytes | None, is_blob: bool = False, s
             sha256=sha256,
             lease_until=_lease() if is_blob else None,
         )
+        Change.objects.create(iteration=event.iteration, event=event, kind=Change.WRITE)
         if is_blob and value:
             BlobChunk.objects.create(event=event, index=0, data=value)
         if outcome is Outcome.OK:
-            topic.current = event
-            topic.save(update_fields=["current"])
+            topic.current, topic.changed = event, event.iteration
+            topic.save(update_fields=["current", "changed"])
         transaction.on_commit(lambda: _announce(event, outcome))
     return Recorded(event, outcome)
 
@@ -115,7 +116,7 @@ def record(write: WriteRequest, *, value: bytes | None, is_blob: bool = False, s
 def _announce(event: Event, outcome: Outcome) -> None:
     event_accepted.send(sender=Event, event=event, outcome=outcome)
     if outcome is Outcome.OK:
-        fanout.hub.notify(event)
+        fanout.hub.notify(event.topic.path, event.iteration)
 
 
 def append_chunk(event: Event, index: int, data: bytes, size: int) -> None:
@@ -147,34 +148,51 @@ def stored_digest(event: Event) -> str:
 
 
 def finish_upload(event: Event, *, size: int, received_sha256: str) -> None:
-    """Mark an upload complete after checking the stored bytes against what was received."""
+    """Mark an upload complete after checking the stored bytes against what was received.
+
+    Completion is a log entry with its own iteration; when the upload is the topic's current
+    value, the topic changes at that iteration so subscribers learn that it is complete.
+    """
     if stored_digest(event) != received_sha256:
         abort_upload(event, "stored chunks do not match the received bytes")
         raise UploadAborted("The stored value did not match the received bytes; upload aborted.")
-    updated = Event.objects.filter(pk=event.pk, aborted=False, complete=False).update(
-        complete=True, size=size, sha256=received_sha256, lease_until=None
-    )
-    if not updated:
-        raise UploadAborted()
+    with transaction.atomic():
+        counter = iteration.lock_counter()
+        updated = Event.objects.filter(pk=event.pk, aborted=False, complete=False).update(
+            complete=True, size=size, sha256=received_sha256, lease_until=None
+        )
+        if not updated:
+            raise UploadAborted()
+        changed = iteration.log(counter, event, Change.COMPLETE)
+        is_current = Topic.objects.filter(pk=event.topic_id, current=event).update(changed=changed)
+        path = event.topic.path
+        if is_current:
+            transaction.on_commit(lambda: fanout.hub.notify(path, changed))
     event.complete, event.size, event.sha256, event.lease_until = True, size, received_sha256, None
 
 
 def abort_upload(event: Event, reason: str) -> None:
-    """Mark an unfinished upload aborted, drop its chunks, and restore the topic's best value."""
+    """Mark an unfinished upload aborted, drop its chunks, and restore the topic's best value.
+
+    The abort is a log entry; when the upload was the current value, the topic changes at that
+    iteration (to the greatest remaining event) so subscribers learn of the fallback.
+    """
     with transaction.atomic():
-        iteration.lock_counter()  # serialise with writers so the topic's current stays exact
+        counter = iteration.lock_counter()  # also serialises with writers: the current stays exact
         updated = Event.objects.filter(pk=event.pk, complete=False, aborted=False).update(
             aborted=True, lease_until=None
         )
         if not updated:
             return
         BlobChunk.objects.filter(event_id=event.pk).delete()
+        changed = iteration.log(counter, event, Change.ABORT)
         topic = Topic.objects.get(pk=event.topic_id)
         if topic.current_id == event.pk:
-            topic.current = best_event(topic)
-            topic.save(update_fields=["current"])
+            topic.current, topic.changed = best_event(topic), changed
+            topic.save(update_fields=["current", "changed"])
+            transaction.on_commit(lambda: fanout.hub.notify(topic.path, changed))
     event.aborted = True
-    logger.warning("Upload of %s aborted: %s", event.pk, reason)
+    logger.warning("Upload of %s aborted: %s", event.event_id, reason)
     upload_aborted.send(sender=Event, event=event, reason=reason)
 
 

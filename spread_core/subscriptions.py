@@ -38,20 +38,27 @@ class Subscription:
         self.closed = False
 
     def pull(self) -> list[EventJSON]:
-        """Current events of topics under the prefix whose current iteration is past the cursor."""
+        """The current event of each topic under the prefix that changed after the cursor.
+
+        An event's ``iteration`` here is the iteration at which its topic changed: the event's own
+        for a write, a later one when its upload completed or an upload over it was aborted.
+        """
         topics = (
             Topic.objects.under(self.topic_prefix)
-            .filter(current__iteration__gt=self.cursor)
+            .filter(changed__gt=self.cursor)
             .select_related("current")
-            .order_by("current__iteration")[:PULL_BATCH]
+            .order_by("changed")[:PULL_BATCH]
         )
         events: list[EventJSON] = []
         for topic in topics:
-            event: Event = topic.current  # type: ignore[assignment]
+            self.cursor = topic.changed
+            event = topic.current or _aborted_event(topic)
+            if event is None:
+                continue
             event.topic = topic
-            events.append(event.as_json())
-        if events:
-            self.cursor = events[-1]["iteration"]
+            data = event.as_json()
+            data["iteration"] = topic.changed
+            events.append(data)
         return events
 
     def ring(self, iteration: int) -> None:
@@ -60,6 +67,11 @@ class Subscription:
     def close(self) -> None:
         self.closed = True
         hub.discard(self)
+
+
+def _aborted_event(topic: Topic) -> Event | None:
+    """For a topic left without any value by an abort: the aborted event, to tell subscribers."""
+    return Event.objects.filter(topic=topic, aborted=True).order_by("-iteration").first()
 
 
 class CallbackSubscription(Subscription):

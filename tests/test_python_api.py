@@ -295,7 +295,7 @@ async def test_aopen_iterates_a_blob_chunk_by_chunk() -> None:
 
     report = await api.apost("ao/blob", data, date=DATE, origin="alice")
     reader = await api.aopen("ao/blob")
-    assert reader.event.id == report["id"]
+    assert reader.event.event_id == report["id"]
     chunks = [chunk async for chunk in reader]
     assert [len(c) for c in chunks] == [64] * 8
     assert b"".join(chunks) == data

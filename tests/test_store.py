@@ -18,7 +18,7 @@ from spread_core.clock import now_us
 from spread_core.exceptions import TopicExists, TopicNotFound, UploadAborted, ValueTooLarge
 from spread_core.iteration import current_iteration
 from spread_core.merge import EventKey, Outcome, decide, event_id
-from spread_core.models import ITERATION_COUNTER, BlobChunk, Counter, Event, Topic
+from spread_core.models import ITERATION_COUNTER, BlobChunk, Change, Counter, Event, Topic
 from spread_core.paths import TopicPath
 from spread_core.signals import event_accepted, upload_aborted
 from spread_core.store import WriteRequest
@@ -116,7 +116,7 @@ def test_older_write_is_too_late_but_kept_in_history() -> None:
         ("bob", True, b"old"),
     ]
     assert api.get("s/late") == api.Value(new["iteration"], "alice", b"new")
-    assert current_of("s/late").pk == new["id"]
+    assert current_of("s/late").event_id == new["id"]
 
 
 @pytest.mark.django_db
@@ -144,11 +144,14 @@ def test_iterations_are_dense_across_every_kind_of_write() -> None:
     with pytest.raises(TopicExists):
         api.maybe_post("d/b", b"3", date=DATE + 1, origin="y")  # rolled back: no iteration
     with override_settings(SPREAD=SMALL_BLOBS):
-        api.post("d/c", pattern(200), date=DATE, origin="z")  # a blob is one event
+        api.post("d/c", pattern(200), date=DATE, origin="z")  # a blob: one event, two log entries
     api.post("d/c", b"4", date=DATE + 1, origin="z")
+    log = list(Change.objects.filter(iteration__gt=start).values_list("iteration", "kind"))
+    assert [iteration for iteration, _ in log] == list(range(start + 1, start + 9))
+    assert [kind for _, kind in log].count(Change.COMPLETE) == 1
     iterations = list(Event.objects.under("d").order_by("iteration").values_list("iteration", flat=True))
-    assert iterations == list(range(start + 1, start + 8))
-    assert current_iteration() == start + 7
+    assert iterations == [iteration for iteration, kind in log if kind == Change.WRITE]
+    assert current_iteration() == start + 8
 
 
 _example_numbers = itertools.count()
@@ -248,7 +251,7 @@ def test_create_only_raises_topic_exists_and_changes_nothing() -> None:
     iteration = current_iteration()
     with pytest.raises(TopicExists) as raised:
         api.maybe_post("c/a", b"v2", date=DATE + 1, origin="bob")
-    assert raised.value.event.pk == first["id"]
+    assert raised.value.event.event_id == first["id"]
     assert raised.value.as_json()["current"]["id"] == first["id"]
     assert Event.objects.filter(topic__path="c/a").count() == 1
     assert current_iteration() == iteration
@@ -268,7 +271,7 @@ def test_create_only_succeeds_after_delete() -> None:
 def test_create_only_retry_of_the_same_event_is_existing() -> None:
     first = api.maybe_post("c/c", b"v1", date=DATE, origin="alice")
     assert api.maybe_post("c/c", b"v1", date=DATE, origin="alice")["status"] == "existing"
-    assert Event.objects.filter(pk=first["id"]).count() == 1
+    assert Event.objects.filter(event_id=first["id"]).count() == 1
 
 
 # --- blobs ------------------------------------------------------------------------------------
@@ -361,7 +364,7 @@ def test_upload_broken_off_midway_is_aborted_and_the_previous_value_remains() ->
     def pieces() -> Iterator[bytes]:
         yield pattern(40)
         yield pattern(40, seed=1)
-        assert current_of("b/abort").pk == event_id("b/abort", DATE + 1, "alice")  # it was current
+        assert current_of("b/abort").event_id == event_id("b/abort", DATE + 1, "alice")  # it was current
         raise ClientWentAway("gone")
 
     upload_aborted.connect(on_abort)
@@ -371,13 +374,13 @@ def test_upload_broken_off_midway_is_aborted_and_the_previous_value_remains() ->
     finally:
         upload_aborted.disconnect(on_abort)
 
-    broken = Event.objects.get(pk=event_id("b/abort", DATE + 1, "alice"))
+    broken = Event.objects.get(event_id=event_id("b/abort", DATE + 1, "alice"))
     assert broken.aborted
     assert not broken.complete
     assert BlobChunk.objects.filter(event=broken).count() == 0
     assert [pk for pk, _ in aborted] == [broken.pk]
     assert api.get("b/abort") == api.Value(previous["iteration"], "alice", b"v1")
-    assert current_of("b/abort").pk == previous["id"]
+    assert current_of("b/abort").event_id == previous["id"]
 
 
 @pytest.mark.django_db
@@ -517,7 +520,7 @@ def test_too_late_blob_is_kept_complete_in_history() -> None:
     data = pattern(150)
     late = api.post("b/late", data, date=DATE, origin="alice")
     assert late["status"] == "too_late"
-    event = Event.objects.get(pk=late["id"])
+    event = Event.objects.get(event_id=late["id"])
     assert event.too_late and event.complete and not event.aborted
     assert b"".join(chunks_of(event.pk)) == data
     assert api.get("b/late") == api.Value(newer["iteration"], "alice", b"new")
@@ -570,7 +573,7 @@ def test_streamed_value_over_max_upload_is_aborted_and_the_value_unchanged() -> 
     assert Event.objects.live().count() == live_before
     assert BlobChunk.objects.count() == 0
     assert api.get("m/b") == api.Value(previous["iteration"], "alice", b"v1")
-    assert current_of("m/b").pk == previous["id"]
+    assert current_of("m/b").event_id == previous["id"]
 
 
 # --- stale uploads ----------------------------------------------------------------------------
@@ -596,7 +599,7 @@ def test_abort_stale_uploads_aborts_only_expired_leases() -> None:
     assert not fresh.aborted and not fresh.complete
     assert chunks_of(stale.pk) == []
     assert chunks_of(fresh.pk) == [b"y" * 10]
-    assert current_of("l/a").pk == previous["id"]
+    assert current_of("l/a").event_id == previous["id"]
     assert api.get("l/a") == api.Value(previous["iteration"], "alice", b"v1")
     assert store.abort_stale_uploads() == 0
 
@@ -662,7 +665,7 @@ def test_event_accepted_is_sent_once_per_stored_event(iteration_counter: None) -
     received: list[tuple[str, str]] = []
 
     def on_accepted(sender: Any, event: Event, outcome: Any, **kwargs: Any) -> None:
-        received.append((event.pk, outcome.value))
+        received.append((event.event_id, outcome.value))
 
     event_accepted.connect(on_accepted)
     try:

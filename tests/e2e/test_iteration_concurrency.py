@@ -32,13 +32,15 @@ TOTAL = WRITERS * WRITES_PER_WRITER
 #: Generous bound on the whole run, so a deadlock fails the test instead of hanging it.
 RUN_DEADLINE = 240.0
 
+# The change log is what iterations number; with small values every change is a stored event.
 SNAPSHOT_SQL = (
-    "SELECT (SELECT count(*) FROM spread_core_event),"
-    " (SELECT max(iteration) FROM spread_core_event),"
-    " (SELECT value FROM spread_core_counter WHERE name = 'iteration')"
+    "SELECT (SELECT count(*) FROM spread_core_change),"
+    " (SELECT max(iteration) FROM spread_core_change),"
+    " (SELECT value FROM spread_core_counter WHERE name = 'iteration'),"
+    " (SELECT count(*) FROM spread_core_event)"
 )
 EVENTS_SQL = (
-    "SELECT e.iteration, t.path, e.date, e.origin, e.too_late, e.id, t.current_id"
+    "SELECT e.iteration, t.path, e.date, e.origin, e.too_late, e.iteration, t.current_id"
     " FROM spread_core_event e JOIN spread_core_topic t ON t.id = e.topic_id ORDER BY e.iteration"
 )
 
@@ -127,7 +129,7 @@ def test_iterations_are_dense_and_visible_in_commit_order_under_concurrent_proce
         timeout=RUN_DEADLINE,
     )
     assert migrate.returncode == 0, migrate.stderr
-    assert query(database_url, SNAPSHOT_SQL) == [(0, None, 0)]
+    assert query(database_url, SNAPSHOT_SQL) == [(0, None, 0, 0)]
 
     writers = start_writers(database_url, tmp_path)
     highest = 0
@@ -135,9 +137,10 @@ def test_iterations_are_dense_and_visible_in_commit_order_under_concurrent_proce
     try:
         while True:
             running = any(process.poll() is None for process, _, _ in writers)
-            [(count, top, counter)] = query(database_url, SNAPSHOT_SQL)
+            [(count, top, counter, events)] = query(database_url, SNAPSHOT_SQL)
             top = top or 0
-            assert count == top, f"hole visible: {count} events but max iteration {top}"
+            assert count == top, f"hole visible: {count} log entries but max iteration {top}"
+            assert events == count, f"{events} events but {count} log entries"
             assert counter == top, f"counter {counter} visible with max iteration {top}"
             assert top >= highest, f"max iteration went back from {highest} to {top}"
             highest = top
@@ -157,7 +160,7 @@ def test_iterations_are_dense_and_visible_in_commit_order_under_concurrent_proce
     assert set(statuses) <= {"ok", "too_late"}
     assert sum(statuses.values()) == TOTAL
 
-    assert query(database_url, SNAPSHOT_SQL) == [(TOTAL, TOTAL, TOTAL)]
+    assert query(database_url, SNAPSHOT_SQL) == [(TOTAL, TOTAL, TOTAL, TOTAL)]
     rows = query(database_url, EVENTS_SQL)
     assert [row[0] for row in rows] == list(range(1, TOTAL + 1))
     assert_merges_were_serialised(rows)
@@ -170,8 +173,8 @@ def assert_merges_were_serialised(rows: list[tuple[Any, ...]]) -> None:
         "/".join(path_of(index, i)) for index in range(WRITERS) for i in range(WRITES_PER_WRITER)
     }
     best: dict[str, tuple[int, bytes]] = {}
-    best_id: dict[str, str] = {}
-    current: dict[str, str] = {}
+    best_id: dict[str, int] = {}
+    current: dict[str, int] = {}
     for _, path, date, origin, too_late, eid, current_id in rows:
         key = (int(date), origin.encode("utf-8"))
         beaten = path in best and key < best[path]

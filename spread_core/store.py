@@ -54,8 +54,14 @@ class Recorded:
     outcome: Outcome
 
 
+# The lease is extended when a chunk is stored, and bytes that arrive within CHUNK_FLUSH_INTERVAL
+# of a store wait for the next one: a lease of twice the idle timeout outlives every writer that
+# is still within its idle timeout, so only a writer that is really gone loses its upload.
+LEASE_FACTOR = 2
+
+
 def _lease() -> int:
-    return now_us() + int(spread_settings.UPLOAD_IDLE_TIMEOUT * MICROSECONDS)
+    return now_us() + int(LEASE_FACTOR * spread_settings.UPLOAD_IDLE_TIMEOUT * MICROSECONDS)
 
 
 def _has_value(event: Event | None) -> bool:

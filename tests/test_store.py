@@ -22,6 +22,7 @@ from spread_core.models import ITERATION_COUNTER, BlobChunk, Change, Counter, Ev
 from spread_core.paths import TopicPath
 from spread_core.signals import event_accepted, upload_aborted
 from spread_core.store import WriteRequest
+from spread_core.writer import ValueWriter
 
 DATE = 1_764_130_000_000_000  # fixed event dates, in microseconds
 SMALL_BLOBS = {"INLINE_MAX": 16, "CHUNK_SIZE": 64}
@@ -747,3 +748,18 @@ async def test_async_upload_broken_off_falls_back(iteration_counter: None) -> No
     with pytest.raises(ClientWentAway):
         await api.apost("as/abort", pieces(), date=DATE + 1, origin="alice")
     assert await api.aget("as/abort") == api.Value(previous["iteration"], "alice", b"v1")
+
+
+@pytest.mark.django_db
+def test_an_upload_lease_outlives_the_idle_timeout_of_a_live_writer() -> None:
+    """Bytes received right after a stored chunk wait up to CHUNK_FLUSH_INTERVAL for the next store,
+    so the lease must last longer than the idle timeout a connected writer is allowed."""
+    with override_settings(SPREAD={**SMALL_BLOBS, "UPLOAD_IDLE_TIMEOUT": 10.0}):
+        before = now_us()
+        writer = ValueWriter(WriteRequest(path=TopicPath(("lease", "a")), origin="w", date=DATE))
+        for chunk in writer.take(b"x" * 100):
+            writer.store(chunk)
+        assert writer.recorded is not None
+        lease = Event.objects.get(pk=writer.recorded.event.pk).lease_until
+        assert lease is not None
+        assert lease - before >= 2 * 10 * 1_000_000

@@ -190,7 +190,7 @@ def main() -> None:
                             )
                             spread = asyncio.run(
                                 http_load(
-                                    lambda i: f"{node.url}/raw/bench/c{concurrency}/{i}",
+                                    lambda i, c=concurrency: f"{node.url}/raw/bench/c{c}/{i}",
                                     method,
                                     args.requests,
                                     concurrency,

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import MANAGE_PY, REPO, uses_postgres
+from tests.nodes import MANAGE_PY, REPO, uses_postgres
 
 from .writer_process import BASE_DATE, origin_of, path_of
 

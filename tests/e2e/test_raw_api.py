@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,8 @@ import yaml
 
 from spread_api.tokens import device_token
 from spread_core.testing import LiveNode
-from tests.conftest import MANAGE_PY, uses_postgres
 from tests.node_settings_small import SMALL_MAX_UPLOAD
-from tests.settings import TEST_SECRET_KEY
+from tests.nodes import MANAGE_PY, Nodes
 
 pytestmark = pytest.mark.e2e
 
@@ -42,49 +41,12 @@ CHUNK_SIZE = 256 * 1024
 # Nodes shared by the module
 
 
-def _database_urls(tmp_path: Path) -> tuple[Callable[[str], str], Callable[[], None]]:
-    """Make new, empty databases of this run's backend (as conftest's ``fresh_database_url``)."""
-    created: list[str] = []
-    server = os.environ.get("DATABASE_URL", "")
-
-    def make(name: str) -> str:
-        if not uses_postgres():
-            return f"sqlite:///{tmp_path / f'{name}.sqlite3'}"
-        import psycopg
-
-        dbname = f"spread_e2e_{name}_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(server.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{dbname}"')
-        created.append(dbname)
-        return server.rsplit("/", 1)[0] + "/" + dbname
-
-    def drop() -> None:
-        if created:
-            import psycopg
-
-            with psycopg.connect(server.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-                for dbname in created:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-
-    return make, drop
-
-
 def _start_node(tmp_path: Path, name: str, **env: str) -> Iterator[LiveNode]:
-    make_url, drop = _database_urls(tmp_path)
-    node_env = {
-        "DATABASE_URL": make_url(name.replace("-", "_")),
-        "SECRET_KEY": TEST_SECRET_KEY,
-        "SPREAD_NODE_NAME": name,
-        "DJANGO_SETTINGS_MODULE": "tests.node_settings",
-        "DEBUG": "0",
-        **env,
-    }
-    live = LiveNode(MANAGE_PY, node_env, log_path=tmp_path / f"{name}.log")
+    nodes = Nodes(tmp_path)
     try:
-        yield live.start()
+        yield nodes.start(name, **env)
     finally:
-        live.kill()
-        drop()
+        nodes.close()
 
 
 @pytest.fixture(scope="module")

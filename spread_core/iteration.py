@@ -10,9 +10,29 @@ with the data it numbers.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+
 from django.db import transaction
 
 from .models import ITERATION_COUNTER, Change, Counter, Event
+
+_sqlite_writers = threading.Lock()
+
+
+@contextmanager
+def write_transaction() -> Iterator[None]:
+    """``transaction.atomic()`` for a write. On SQLite, this process's threads first queue on a
+    lock: SQLite's busy handler sleeps with a growing back-off, so threads competing for the
+    database write lock would wait up to seconds each; the lock hands it over at once. (Not inside
+    an outer transaction, which may already hold the database lock.)"""
+    connection = transaction.get_connection()
+    guard: AbstractContextManager[object] = (
+        _sqlite_writers if connection.vendor == "sqlite" and not connection.in_atomic_block else nullcontext()
+    )
+    with guard, transaction.atomic():
+        yield
 
 
 def lock_counter() -> Counter:

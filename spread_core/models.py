@@ -41,9 +41,6 @@ class TopicQuerySet(models.QuerySet["Topic"]):
         """Topics at ``prefix`` or below it."""
         return self.filter(_under_filter(prefix, "path"))
 
-    def get_for_path(self, path: TopicPath) -> Topic | None:
-        return self.filter(path_hash=path_hash(path.canonical)).first()
-
 
 class Topic(models.Model):
     """A node of the tree that has held a value; ``current`` is the winning event."""
@@ -75,9 +72,6 @@ class EventQuerySet(models.QuerySet["Event"]):
 
     def under(self, prefix: TopicPath | str | Sequence[str]) -> EventQuerySet:
         return self.filter(_under_filter(prefix, "topic__path"))
-
-    def after(self, iteration: int) -> EventQuerySet:
-        return self.filter(iteration__gt=iteration).order_by("iteration")
 
     def live(self) -> EventQuerySet:
         """Events that can win: not aborted uploads."""

@@ -23,8 +23,9 @@ from .paths import TopicPath
 CHUNKS_PER_POLL = 16
 
 
-def current_event(path: TopicPath, *, include_deleted: bool = False) -> Event | None:
-    """The topic's current event; an upload whose writer is gone is aborted on sight."""
+def current_event(path: TopicPath) -> Event | None:
+    """The topic's current value (None when it has none or is deleted); an upload whose writer is
+    gone is aborted on sight."""
     for _ in range(2):
         topic = Topic.objects.select_related("current").filter(path_hash=path_hash(path.canonical)).first()
         if topic is None or topic.current is None:
@@ -34,7 +35,7 @@ def current_event(path: TopicPath, *, include_deleted: bool = False) -> Event | 
             store.abort_upload(event, "upload lease expired (writer gone)")
             continue
         event.topic = topic
-        if event.deleted and not include_deleted:
+        if event.deleted:
             return None
         return event
     return None

@@ -77,7 +77,7 @@ def record(write: WriteRequest, *, value: bytes | None, is_blob: bool = False, s
     """
     path = write.path.require_topic()
     eid = write.event_id
-    with transaction.atomic():
+    with iteration.write_transaction():
         counter = iteration.lock_counter()
         existing = Event.objects.select_related("topic").filter(event_id=eid, aborted=False).first()
         if existing is not None:
@@ -127,7 +127,7 @@ def _announce(event: Event, outcome: Outcome) -> None:
 
 def append_chunk(event: Event, index: int, data: bytes, size: int) -> None:
     """Store chunk ``index`` of an unfinished upload and extend its lease."""
-    with transaction.atomic():
+    with iteration.write_transaction():
         updated = Event.objects.filter(pk=event.pk, aborted=False, complete=False).update(
             size=size, lease_until=_lease()
         )
@@ -162,7 +162,7 @@ def finish_upload(event: Event, *, size: int, received_sha256: str) -> None:
     if stored_digest(event) != received_sha256:
         abort_upload(event, "stored chunks do not match the received bytes")
         raise UploadAborted("The stored value did not match the received bytes; upload aborted.")
-    with transaction.atomic():
+    with iteration.write_transaction():
         counter = iteration.lock_counter()
         updated = Event.objects.filter(pk=event.pk, aborted=False, complete=False).update(
             complete=True, size=size, sha256=received_sha256, lease_until=None
@@ -183,7 +183,7 @@ def abort_upload(event: Event, reason: str) -> None:
     The abort is a log entry; when the upload was the current value, the topic changes at that
     iteration (to the greatest remaining event) so subscribers learn of the fallback.
     """
-    with transaction.atomic():
+    with iteration.write_transaction():
         counter = iteration.lock_counter()  # also serialises with writers: the current stays exact
         updated = Event.objects.filter(pk=event.pk, complete=False, aborted=False).update(
             aborted=True, lease_until=None

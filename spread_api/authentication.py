@@ -42,11 +42,3 @@ class SpreadJWTAuthentication(JWTAuthentication):
         if validated_token.get(KIND_CLAIM) == DEVICE_KIND and UID_CLAIM in validated_token:
             return DevicePrincipal(validated_token)
         return super().get_user(validated_token)
-
-
-def origin_of(request: Request) -> str:
-    """The writer identity recorded on events: the token's ``uid``, else the username."""
-    token: Any = request.auth
-    if token is not None and UID_CLAIM in token:
-        return str(token[UID_CLAIM])
-    return str(request.user.get_username())

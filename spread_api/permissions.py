@@ -1,15 +1,13 @@
-"""DRF permission deciding reads and writes of a topic path through the configured policy."""
+"""DRF permission deciding reads and writes of a topic path, through ``spread_api.access``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from rest_framework.exceptions import NotAuthenticated
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from spread_core.conf import spread_settings
-from spread_core.exceptions import Forbidden
+from .access import Principal, check_read, check_write
 
 WRITE_METHODS = frozenset({"POST", "PUT", "DELETE"})
 PREFLIGHT_METHOD = "OPTIONS"
@@ -21,13 +19,9 @@ class TopicAccess(BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         if request.method == PREFLIGHT_METHOD:
             return True
-        write = request.method in WRITE_METHODS
-        if (write or spread_settings.READ_REQUIRES_TOKEN) and not request.user.is_authenticated:
-            raise NotAuthenticated("A valid token is required.")
-        policy = spread_settings.ACCESS_POLICY()
-        path = view.topic_path
-        allowed = policy.can_write(request, path) if write else policy.can_read(request, path)
-        if not allowed:
-            verb = "write" if write else "read"
-            raise Forbidden(f"This token may not {verb} '{path.canonical}'.")
+        principal = Principal(request.user, request.auth)
+        if request.method in WRITE_METHODS:
+            check_write(principal, view.topic_path)
+        else:
+            check_read(principal, view.topic_path)
         return True

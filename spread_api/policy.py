@@ -2,31 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from rest_framework.request import Request
+from typing import TYPE_CHECKING, Any
 
 from spread_core.paths import TopicPath, covers_canonical
 
 from .tokens import READ_CLAIM, WRITE_CLAIM
 
+if TYPE_CHECKING:
+    from .access import Principal
+
 
 class AccessPolicy:
-    """Base policy: override ``can_read`` and ``can_write``."""
+    """Base policy: override ``can_read`` and ``can_write``. ``principal.user`` is the Django user
+    (or a token-backed device), ``principal.token`` the validated JWT or None."""
 
-    def can_read(self, request: Request, path: TopicPath) -> bool:
+    def can_read(self, principal: Principal, path: TopicPath) -> bool:
         raise NotImplementedError("AccessPolicy subclasses must implement can_read()")
 
-    def can_write(self, request: Request, path: TopicPath) -> bool:
+    def can_write(self, principal: Principal, path: TopicPath) -> bool:
         raise NotImplementedError("AccessPolicy subclasses must implement can_write()")
 
 
 class TokenClaimsPolicy(AccessPolicy):
     """Prefix lists in the token (``spread_read`` / ``spread_write``) restrict access; a token
-    without the claim is unrestricted. Anonymous requests may read (when reads are open)."""
+    without the claim is unrestricted. Anonymous callers may read (when reads are open)."""
 
-    def _allowed(self, request: Request, path: TopicPath, claim: str) -> bool:
-        token: Any = request.auth
+    def _allowed(self, principal: Principal, path: TopicPath, claim: str) -> bool:
+        token: Any = principal.token
         if token is None or claim not in token:
             return True
         prefixes = token[claim]
@@ -34,8 +36,8 @@ class TokenClaimsPolicy(AccessPolicy):
             return False
         return any(isinstance(p, str) and covers_canonical(p, path.canonical) for p in prefixes)
 
-    def can_read(self, request: Request, path: TopicPath) -> bool:
-        return self._allowed(request, path, READ_CLAIM)
+    def can_read(self, principal: Principal, path: TopicPath) -> bool:
+        return self._allowed(principal, path, READ_CLAIM)
 
-    def can_write(self, request: Request, path: TopicPath) -> bool:
-        return self._allowed(request, path, WRITE_CLAIM)
+    def can_write(self, principal: Principal, path: TopicPath) -> bool:
+        return self._allowed(principal, path, WRITE_CLAIM)

@@ -31,11 +31,12 @@ from spread_core.clock import now_us
 from spread_core.conf import spread_settings
 from spread_core.exceptions import FeatureDisabled, InvalidHeader, TopicNotFound, ValueTooLarge
 from spread_core.models import Event
-from spread_core.paths import TopicPath
+from spread_core.paths import TopicPath, raw_remainder
 from spread_core.store import DEFAULT_CONTENT_TYPE, WriteRequest
 
 from . import headers
-from .authentication import SpreadJWTAuthentication, origin_of
+from .access import Principal
+from .authentication import SpreadJWTAuthentication
 from .errors import exception_handler
 from .permissions import TopicAccess
 from .tokens import UserTokenObtainPairSerializer, device_token, new_device_uid
@@ -88,9 +89,7 @@ def raw_topic(request: HttpRequest, topic: str) -> bytes:
         raw = uri.encode("latin-1") if uri else None
     if not raw:
         return "/".join(quote(segment, safe="") for segment in topic.split("/")).encode("ascii")
-    raw = raw.split(b"?", 1)[0]
-    prefix_segments = request.path[: len(request.path) - len(topic)].count("/")
-    return b"/".join(raw.split(b"/")[prefix_segments:])
+    return raw_remainder(request.path, raw, topic)
 
 
 def value_headers(event: Event) -> dict[str, str]:
@@ -147,7 +146,7 @@ class RawTopicView(SpreadAPIView):
         date = headers.parse_spread_etag(request.headers.get("X-Spread-Etag"))
         return WriteRequest(
             path=self.topic_path.require_topic(),
-            origin=origin_of(request),
+            origin=Principal(request.user, request.auth).origin,
             date=now_us() if date is None else date,
             content_type=headers.parse_content_type(request.META.get("CONTENT_TYPE"), DEFAULT_CONTENT_TYPE),
             create_only=if_none_match is not None,

@@ -16,8 +16,7 @@ from channels.db import database_sync_to_async
 from . import reader, store, writer
 from .conf import spread_settings
 from .exceptions import TopicNotFound
-from .fanout import hub
-from .merge import Outcome
+from .fanout import silent_report
 from .paths import TopicPath
 from .store import DEFAULT_CONTENT_TYPE, Recorded, WriteRequest
 from .subscriptions import AsyncSubscription, Callback, CallbackSubscription, PathLike
@@ -57,7 +56,7 @@ def report(recorded: Recorded) -> PostReport:
         "path": event.path,
         "status": recorded.outcome.value,
         "iteration": event.iteration,
-        "propagation": hub.report(event.path, delivered=recorded.outcome is Outcome.OK),
+        "propagation": recorded.propagation or silent_report(event.path),
     }
 
 

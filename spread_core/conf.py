@@ -46,8 +46,17 @@ DEFAULTS: dict[str, Any] = {
     "DEVICE_TOKEN_LIFETIME": 30 * 24 * 3600,
     # Decides who may read and write where (see spread_api.policy).
     "ACCESS_POLICY": "spread_api.policy.TokenClaimsPolicy",
-    # Value of Access-Control-Allow-Origin on the raw API.
+    # Value of Access-Control-Allow-Origin on the raw API and SSE.
     "CORS_ORIGIN": "*",
+    # Seconds between heartbeats on websocket and SSE subscriptions.
+    "HEARTBEAT_INTERVAL": 15.0,
+    # Subscriptions one websocket may hold.
+    "MAX_SUBSCRIPTIONS": 100,
+    # A subscriber that does not take a message within this many seconds is disconnected (it
+    # resumes from its last iteration); it never holds up writers or other subscribers.
+    "SEND_TIMEOUT": 10.0,
+    # Largest websocket frame accepted (bytes).
+    "WS_MAX_FRAME": 1024 * KIB,
 }
 
 IMPORT_STRINGS = frozenset({"ACCESS_POLICY"})

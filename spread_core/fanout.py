@@ -1,18 +1,35 @@
-"""In-process fan-out: who is subscribed to which prefix, ringing them after a commit, and the
-propagation report that a write returns.
+"""Fan-out: ring every subscriber of a changed path, in this process and through the channel layer,
+and count them for the propagation report.
 
-A ring is only a doorbell ("something changed up to iteration N"): subscribers read the events
-themselves from the database by iteration, so a missed ring costs latency, never data.
+A ring is only a doorbell ("something under this prefix changed, up to iteration N"): subscribers
+read the events themselves from the database by iteration, so a doorbell that a layer drops (layers
+deliver at most once, and drop over capacity) costs latency, never data.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import threading
+import time
 from collections import defaultdict
-from typing import Protocol
+from typing import Any, Protocol
+
+from asgiref.sync import async_to_sync
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from .paths import canonical_ancestors
 from .types import PropagationEntry
+
+logger = logging.getLogger(__name__)
+
+GROUP_PREFIX = "spread."
+DOORBELL = "spread.changed"
+
+
+def group_name(prefix: str) -> str:
+    """The channel-layer group of the subscribers of ``prefix`` (layer names are < 100 ASCII)."""
+    return GROUP_PREFIX + hashlib.sha1(prefix.encode("ascii")).hexdigest()
 
 
 class Subscriber(Protocol):
@@ -22,7 +39,7 @@ class Subscriber(Protocol):
 
 
 class Hub:
-    """Registry of this process's subscribers, keyed by the canonical prefix they watch."""
+    """Registry of this process's in-process (Python API) subscribers, keyed by prefix."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -44,21 +61,56 @@ class Hub:
         with self._lock:
             return len(self._by_prefix.get(prefix, ()))
 
-    def _watching(self, path: str) -> list[Subscriber]:
-        with self._lock:
-            return [s for p in canonical_ancestors(path) for s in self._by_prefix.get(p, ())]
-
     def notify(self, path: str, iteration: int) -> None:
-        """Ring every subscriber whose prefix covers ``path``, which changed at ``iteration``."""
-        for subscriber in self._watching(path):
+        """Ring every in-process subscriber whose prefix covers ``path``."""
+        with self._lock:
+            watching = [s for p in canonical_ancestors(path) for s in self._by_prefix.get(p, ())]
+        for subscriber in watching:
             subscriber.ring(iteration)
-
-    def report(self, path: str, *, delivered: bool) -> list[PropagationEntry]:
-        """Subscribers notified per ancestor of ``path`` (zero everywhere when not delivered)."""
-        return [
-            {"path": prefix, "subscribers": self.count(prefix) if delivered else 0}
-            for prefix in canonical_ancestors(path)
-        ]
 
 
 hub = Hub()
+
+
+async def _layer_group_size(layer: Any, group: str) -> int:
+    """Members of a layer group that are alive (joined or refreshed within the group expiry)."""
+    if isinstance(layer, InMemoryChannelLayer):
+        return len(layer.groups.get(group, {}))
+    if hasattr(layer, "_group_key") and hasattr(layer, "connection"):  # channels-redis
+        connection = layer.connection(layer.consistent_hash(group))
+        oldest = time.time() - layer.group_expiry
+        return int(await connection.zcount(layer._group_key(group), min=oldest, max="+inf"))
+    return 0
+
+
+async def _ring_layer(path: str, iteration: int) -> dict[str, int]:
+    """Ring the layer groups of ``path`` and its ancestors; return their sizes."""
+    layer = get_channel_layer()
+    sizes: dict[str, int] = {}
+    if layer is None:
+        return sizes
+    for prefix in canonical_ancestors(path):
+        group = group_name(prefix)
+        try:
+            sizes[prefix] = await _layer_group_size(layer, group)
+            if sizes[prefix]:
+                await layer.group_send(group, {"type": DOORBELL, "prefix": prefix, "iteration": iteration})
+        except Exception:  # a layer outage must not fail a committed write; readers catch up
+            logger.exception("Could not ring the subscribers of %r", prefix)
+    return sizes
+
+
+def announce(path: str, iteration: int) -> list[PropagationEntry]:
+    """Ring the subscribers of ``path`` and its ancestors (in this process, then through the
+    channel layer); return how many there were per prefix. Called after a commit, in sync code."""
+    hub.notify(path, iteration)
+    sizes = async_to_sync(_ring_layer)(path, iteration)
+    return [
+        {"path": prefix, "subscribers": hub.count(prefix) + sizes.get(prefix, 0)}
+        for prefix in canonical_ancestors(path)
+    ]
+
+
+def silent_report(path: str) -> list[PropagationEntry]:
+    """The report of a write that is delivered to nobody (too_late, existing)."""
+    return [{"path": prefix, "subscribers": 0} for prefix in canonical_ancestors(path)]

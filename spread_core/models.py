@@ -147,6 +147,12 @@ class Event(models.Model):
         return data  # type: ignore[return-value]
 
 
+class ChangeQuerySet(models.QuerySet["Change"]):
+    def under(self, prefix: TopicPath | str | Sequence[str]) -> ChangeQuerySet:
+        """Log entries about topics at or below ``prefix``."""
+        return self.filter(_under_filter(prefix, "event__topic__path"))
+
+
 class Change(models.Model):
     """One entry of the node's log: an event stored, an upload completed, an upload aborted.
 
@@ -162,6 +168,8 @@ class Change(models.Model):
     iteration = models.BigIntegerField(primary_key=True)
     event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="changes")
     kind = models.CharField(max_length=8, choices=KINDS)
+
+    objects = ChangeQuerySet.as_manager()
 
     class Meta:
         ordering = ["iteration"]

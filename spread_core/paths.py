@@ -133,3 +133,14 @@ def canonical_ancestors(path: str) -> list[str]:
         return [""]
     parts = path.split(SEPARATOR)
     return [""] + [SEPARATOR.join(parts[:depth]) for depth in range(1, len(parts) + 1)]
+
+
+def raw_remainder(decoded_path: str, raw_path: bytes, decoded_topic: str) -> bytes:
+    """The undecoded part of ``raw_path`` that the router matched as ``decoded_topic``.
+
+    Routers match on the decoded path, where ``%2F`` has become a separator; the prefix before the
+    topic has as many separators in both forms, so the raw remainder starts after as many of them.
+    """
+    raw = raw_path.split(b"?", 1)[0]
+    prefix_separators = decoded_path[: len(decoded_path) - len(decoded_topic)].count(SEPARATOR)
+    return b"/".join(raw.split(b"/")[prefix_separators:])

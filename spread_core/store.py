@@ -20,6 +20,7 @@ from .merge import EventKey, Outcome, decide, event_id, winner
 from .models import BlobChunk, Change, Event, Topic, path_hash
 from .paths import TopicPath
 from .signals import event_accepted, upload_aborted
+from .types import PropagationEntry
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +47,14 @@ class WriteRequest:
         return replace(self, deleted=True, content_type=DEFAULT_CONTENT_TYPE)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Recorded:
-    """The stored event and what storing it did."""
+    """The stored event, what storing it did, and (once committed and announced) how many
+    subscribers were rung per ancestor prefix."""
 
     event: Event
     outcome: Outcome
+    propagation: list[PropagationEntry] | None = None
 
 
 # The lease is extended when a chunk is stored, and bytes that arrive within CHUNK_FLUSH_INTERVAL
@@ -115,14 +118,16 @@ def record(write: WriteRequest, *, value: bytes | None, is_blob: bool = False, s
         if outcome is Outcome.OK:
             topic.current, topic.changed = event, event.iteration
             topic.save(update_fields=["current", "changed"])
-        transaction.on_commit(lambda: _announce(event, outcome))
-    return Recorded(event, outcome)
+        recorded = Recorded(event, outcome)
+        transaction.on_commit(lambda: _announce(recorded))
+    return recorded
 
 
-def _announce(event: Event, outcome: Outcome) -> None:
-    event_accepted.send(sender=Event, event=event, outcome=outcome)
-    if outcome is Outcome.OK:
-        fanout.hub.notify(event.topic.path, event.iteration)
+def _announce(recorded: Recorded) -> None:
+    event = recorded.event
+    event_accepted.send(sender=Event, event=event, outcome=recorded.outcome)
+    if recorded.outcome is Outcome.OK:
+        recorded.propagation = fanout.announce(event.topic.path, event.iteration)
 
 
 def append_chunk(event: Event, index: int, data: bytes, size: int) -> None:
@@ -173,7 +178,7 @@ def finish_upload(event: Event, *, size: int, received_sha256: str) -> None:
         is_current = Topic.objects.filter(pk=event.topic_id, current=event).update(changed=changed)
         path = event.topic.path
         if is_current:
-            transaction.on_commit(lambda: fanout.hub.notify(path, changed))
+            transaction.on_commit(lambda: fanout.announce(path, changed))
     event.complete, event.size, event.sha256, event.lease_until = True, size, received_sha256, None
 
 
@@ -196,7 +201,7 @@ def abort_upload(event: Event, reason: str) -> None:
         if topic.current_id == event.pk:
             topic.current, topic.changed = best_event(topic), changed
             topic.save(update_fields=["current", "changed"])
-            transaction.on_commit(lambda: fanout.hub.notify(topic.path, changed))
+            transaction.on_commit(lambda: fanout.announce(topic.path, changed))
     event.aborted = True
     logger.warning("Upload of %s aborted: %s", event.event_id, reason)
     upload_aborted.send(sender=Event, event=event, reason=reason)

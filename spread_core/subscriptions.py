@@ -17,7 +17,8 @@ from asgiref.sync import iscoroutinefunction
 from channels.db import database_sync_to_async
 
 from .fanout import hub
-from .models import Event, Topic
+from .iteration import current_iteration
+from .models import Change, Event, Topic
 from .paths import TopicPath
 from .types import EventJSON
 
@@ -29,20 +30,26 @@ Callback = Callable[[EventJSON], Any]
 
 
 class Subscription:
-    """Cursor over the current events under a prefix; ``pull`` is the one database step."""
+    """Cursor over the events under a prefix; ``pull`` is the one database step.
 
-    def __init__(self, prefix: PathLike, since: int = 0) -> None:
+    In the default mode it yields the current event of each topic that changed after the cursor;
+    with ``history`` every log entry after it (too_late events, completions and aborts included).
+    """
+
+    def __init__(self, prefix: PathLike, since: int = 0, *, history: bool = False) -> None:
         self.topic_prefix = TopicPath.coerce(prefix)
         self.prefix = self.topic_prefix.canonical
         self.cursor = since
+        self.history = history
         self.closed = False
 
     def pull(self) -> list[EventJSON]:
-        """The current event of each topic under the prefix that changed after the cursor.
+        """The next events after the cursor (at most ``PULL_BATCH``); advances the cursor."""
+        return self._pull_history() if self.history else self._pull_current()
 
-        An event's ``iteration`` here is the iteration at which its topic changed: the event's own
-        for a write, a later one when its upload completed or an upload over it was aborted.
-        """
+    def _pull_current(self) -> list[EventJSON]:
+        # An event's ``iteration`` here is the iteration at which its topic changed: the event's
+        # own for a write, a later one when its upload completed or an upload over it was aborted.
         topics = (
             Topic.objects.under(self.topic_prefix)
             .filter(changed__gt=self.cursor)
@@ -60,6 +67,38 @@ class Subscription:
             data["iteration"] = topic.changed
             events.append(data)
         return events
+
+    def _pull_history(self) -> list[EventJSON]:
+        changes = (
+            Change.objects.under(self.topic_prefix)
+            .filter(iteration__gt=self.cursor)
+            .select_related("event__topic")
+            .order_by("iteration")[:PULL_BATCH]
+        )
+        events: list[EventJSON] = []
+        for change in changes:
+            self.cursor = change.iteration
+            data = change.event.as_json()
+            data["iteration"] = change.iteration
+            events.append(data)
+        return events
+
+    def pull_or_settle(self) -> list[EventJSON]:
+        """``pull``; when nothing is left, move the cursor to the node's head (everything up to it
+        has been seen: the head is read before the query that found nothing newer)."""
+        head = current_iteration()
+        events = self.pull()
+        if not events:
+            self.cursor = max(self.cursor, head)
+        return events
+
+    def reset_if_ahead(self) -> bool:
+        """A cursor past the node's head (a restored database, another node's cursor) cannot be
+        honoured: restart from 0 and return True so the client drops its state."""
+        if self.cursor > current_iteration():
+            self.cursor = 0
+            return True
+        return False
 
     def ring(self, iteration: int) -> None:
         raise NotImplementedError("Subscription subclasses must implement ring()")

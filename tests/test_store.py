@@ -631,7 +631,7 @@ def test_report_lists_root_ancestors_and_the_path() -> None:
     ]
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # subscribers are rung when the write commits
 def test_report_counts_subscribers_per_ancestor_for_delivered_writes_only() -> None:
     subscriptions = [
         api.subscribe("rp", lambda event: None),

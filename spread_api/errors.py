@@ -33,16 +33,17 @@ def _code_and_detail(exc: exceptions.APIException) -> tuple[str, str]:
     return code, text
 
 
-def error_response(exc: BaseException) -> Response:
-    """A JSON error response for any exception; unknown ones are logged and become a bare 500."""
+def describe(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """(status, JSON body, headers) of the error answer to ``exc``; unknown errors are logged and
+    become a bare 500 without details. Shared by HTTP responses and websocket error frames."""
     headers: dict[str, str] = {}
     if isinstance(exc, SpreadError):
         if isinstance(exc, StoreUnavailable):
             headers["Retry-After"] = RETRY_AFTER_SECONDS
-        return Response(exc.as_json(), status=exc.status_code, headers=headers)
+        return exc.status_code, exc.as_json(), headers
     if isinstance(exc, (OperationalError, InterfaceError)):
         logger.warning("Database unavailable: %s", exc)
-        return error_response(StoreUnavailable())
+        return describe(StoreUnavailable())
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -55,15 +56,19 @@ def error_response(exc: BaseException) -> Response:
         if wait:
             headers["Retry-After"] = str(int(wait))
         code, text = _code_and_detail(exc)
-        return Response({"error": code, "detail": text}, status=exc.status_code, headers=headers)
+        return exc.status_code, {"error": code, "detail": text}, headers
     if isinstance(exc, DatabaseError):
         logger.exception("Database error")
     else:
         logger.exception("Unexpected error in the Spread API")
-    return Response(
-        {"error": "internal", "detail": "Internal error; it has been logged."},
-        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
-    )
+    body = {"error": "internal", "detail": "Internal error; it has been logged."}
+    return status.HTTP_500_INTERNAL_SERVER_ERROR, body, headers
+
+
+def error_response(exc: BaseException) -> Response:
+    """A JSON error response for any exception."""
+    status_code, body, headers = describe(exc)
+    return Response(body, status=status_code, headers=headers)
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:

@@ -1,0 +1,136 @@
+"""What websocket and SSE subscriptions share: feeds that catch up and then follow changes by
+iteration, doorbells from the channel layer, heartbeats, and dropping subscribers that lag.
+
+A consumer mixes in ``LiveFeeds`` and implements the three ``send_*`` methods and ``drop_slow``.
+Each feed is a ``spread_core.subscriptions.Subscription`` (a cursor read from the database): the
+consumer joins the prefix's layer group BEFORE the catch-up, and every delivery reads from the
+database after the cursor, so a write racing with the subscribe is delivered exactly once and
+a dropped doorbell only delays delivery until the next one or the next heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from spread_core.conf import spread_settings
+from spread_core.fanout import group_name
+from spread_core.paths import TopicPath
+from spread_core.subscriptions import Subscription
+from spread_core.types import EventJSON
+
+logger = logging.getLogger(__name__)
+
+
+class SlowSubscriber(Exception):
+    """A message could not be handed to the client within SEND_TIMEOUT."""
+
+
+class LiveFeeds:
+    """Mixin for Channels consumers: the feeds of one connection."""
+
+    channel_layer: Any
+    channel_name: str
+
+    def init_feeds(self) -> None:
+        self.feeds: dict[str, Subscription] = {}
+        self.delivery_lock = asyncio.Lock()
+        self.heartbeat_task: asyncio.Task[None] | None = None
+
+    # Transport ------------------------------------------------------------------------------------
+    async def send_update(self, event: EventJSON) -> None:
+        raise NotImplementedError("LiveFeeds consumers must implement send_update()")
+
+    async def send_synced(self, iteration: int, reset: bool) -> None:
+        raise NotImplementedError("LiveFeeds consumers must implement send_synced()")
+
+    async def send_heartbeat(self, iteration: int) -> None:
+        raise NotImplementedError("LiveFeeds consumers must implement send_heartbeat()")
+
+    async def drop_slow(self, reason: str) -> None:
+        raise NotImplementedError("LiveFeeds consumers must implement drop_slow()")
+
+    # Feeds ----------------------------------------------------------------------------------------
+    async def add_feed(self, prefix: TopicPath, since: int, history: bool) -> None:
+        """Join the prefix's group, send the catch-up, then ``synced``; live events follow."""
+        subscription = Subscription(prefix, since, history=history)
+        self.feeds[subscription.prefix] = subscription
+        await self.channel_layer.group_add(group_name(subscription.prefix), self.channel_name)
+        reset = await database_sync_to_async(subscription.reset_if_ahead)()
+        if await self.deliver(subscription, settle=True):
+            await self.timed(self.send_synced(subscription.cursor, reset))
+        self.start_heartbeat()
+
+    async def remove_feed(self, prefix: str) -> bool:
+        subscription = self.feeds.pop(prefix, None)
+        if subscription is None:
+            return False
+        subscription.closed = True
+        await self.channel_layer.group_discard(group_name(prefix), self.channel_name)
+        return True
+
+    async def remove_all_feeds(self) -> None:
+        if self.heartbeat_task is not None:
+            self.heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.heartbeat_task
+            self.heartbeat_task = None
+        for prefix in list(self.feeds):
+            await self.remove_feed(prefix)
+
+    async def deliver(self, subscription: Subscription, *, settle: bool = False) -> bool:
+        """Send every event after the subscription's cursor; False when the client was dropped."""
+        pull = database_sync_to_async(subscription.pull_or_settle if settle else subscription.pull)
+        async with self.delivery_lock:
+            while not subscription.closed:
+                events = await pull()
+                if not events:
+                    return True
+                for event in events:
+                    if not await self.timed(self.send_update(event)):
+                        return False
+        return True
+
+    async def timed(self, sending: Any) -> bool:
+        """Await a send, dropping the client if it does not take it within SEND_TIMEOUT."""
+        try:
+            await asyncio.wait_for(sending, spread_settings.SEND_TIMEOUT)
+            return True
+        except TimeoutError:
+            cursors = ", ".join(f"{p or '/'}: {s.cursor}" for p, s in self.feeds.items())
+            for subscription in self.feeds.values():
+                subscription.closed = True
+            await self.drop_slow(f"too slow; resume from your last iteration ({cursors})")
+            return False
+
+    async def spread_changed(self, message: dict[str, Any]) -> None:
+        """Doorbell from the layer: something under ``prefix`` changed at ``iteration``."""
+        subscription = self.feeds.get(message.get("prefix", ""))
+        if subscription is not None and message.get("iteration", 0) > subscription.cursor:
+            await self.deliver(subscription)
+
+    # Heartbeats -----------------------------------------------------------------------------------
+    def start_heartbeat(self) -> None:
+        if self.heartbeat_task is None:
+            self.heartbeat_task = asyncio.get_running_loop().create_task(self._heartbeats())
+
+    async def _heartbeats(self) -> None:
+        interval = spread_settings.HEARTBEAT_INTERVAL
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                for prefix, subscription in list(self.feeds.items()):
+                    if not await self.deliver(subscription, settle=True):
+                        return
+                    # Refresh the membership: layers expire group members that are not renewed.
+                    await self.channel_layer.group_add(group_name(prefix), self.channel_name)
+                if self.feeds:
+                    cursor = min(subscription.cursor for subscription in self.feeds.values())
+                    if not await self.timed(self.send_heartbeat(cursor)):
+                        return
+            except Exception:  # keep the connection; the next heartbeat retries
+                logger.exception("Heartbeat failed")

@@ -47,6 +47,8 @@ class Command(BaseCommand):
             lifespan="off",
             log_level=options["log_level"],
             timeout_graceful_shutdown=5,
+            ws_max_size=spread_settings.WS_MAX_FRAME,
+            ws_ping_interval=None,  # Spread sends its own heartbeats
         )
         self.stdout.write(
             f"Spread node {spread_settings.NODE_NAME!r} serving http://{options['bind']}/ "

@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 from channels.consumer import AsyncConsumer
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from rest_framework.exceptions import NotAuthenticated
@@ -32,7 +31,7 @@ from spread_core.types import EventJSON
 from . import headers
 from .access import ANONYMOUS, Principal, authenticate_token, check_read, check_write
 from .errors import describe
-from .live import LiveFeeds
+from .live import LiveFeeds, in_thread_pool
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +128,7 @@ class SpreadWebsocketConsumer(LiveFeeds, AsyncWebsocketConsumer):
             await self.close(code=CLOSE_BAD_REQUEST)
             return
         try:
-            self.principal = await database_sync_to_async(authenticate_token)(_scope_token(self.scope, query))
+            self.principal = await in_thread_pool(authenticate_token)(_scope_token(self.scope, query))
         except Exception as exc:
             await self.send_error(exc)
             await self.close(code=CLOSE_UNAUTHORIZED)
@@ -213,7 +212,7 @@ class SpreadWebsocketConsumer(LiveFeeds, AsyncWebsocketConsumer):
     async def on_auth(self, frame: dict[str, Any]) -> None:
         if not isinstance(frame.get("token"), str):
             raise InvalidFrame('An auth frame needs a string "token".')
-        self.principal = await database_sync_to_async(authenticate_token)(frame["token"])
+        self.principal = await in_thread_pool(authenticate_token)(frame["token"])
         await self.start_pending()
 
     async def on_ping(self, frame: dict[str, Any]) -> None:
@@ -279,7 +278,7 @@ class SpreadSSEConsumer(LiveFeeds, AsyncConsumer):
             last_event_id = _header(self.scope, b"last-event-id")
             since = _parse_since(last_event_id if last_event_id is not None else query.get("since"))
             history = _parse_history(query.get("history"))
-            principal = await database_sync_to_async(authenticate_token)(_scope_token(self.scope, query))
+            principal = await in_thread_pool(authenticate_token)(_scope_token(self.scope, query))
             check_read(principal, path)
         except Exception as exc:
             await self.send_json_error(exc)

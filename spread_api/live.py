@@ -15,15 +15,24 @@ import contextlib
 import logging
 from typing import Any
 
-from channels.db import database_sync_to_async
+from channels.db import DatabaseSyncToAsync
 
 from spread_core.conf import spread_settings
-from spread_core.fanout import group_name
+from spread_core.fanout import DOORBELL, group_name
 from spread_core.paths import TopicPath
 from spread_core.subscriptions import Subscription
 from spread_core.types import EventJSON
 
 logger = logging.getLogger(__name__)
+
+HEARTBEAT_STOP_TIMEOUT = 2.0
+
+
+def in_thread_pool(function: Any) -> Any:
+    """Run a database step of a subscription on the thread pool, not on asgiref's one shared
+    thread: subscriptions are independent readers, and hundreds of them queueing on one thread
+    would serialise every catch-up and delivery of the process."""
+    return DatabaseSyncToAsync(function, thread_sensitive=False)
 
 
 class SlowSubscriber(Exception):
@@ -40,6 +49,7 @@ class LiveFeeds:
         self.feeds: dict[str, Subscription] = {}
         self.delivery_lock = asyncio.Lock()
         self.heartbeat_task: asyncio.Task[None] | None = None
+        self.closing = False
 
     # Transport ------------------------------------------------------------------------------------
     async def send_update(self, event: EventJSON) -> None:
@@ -60,7 +70,7 @@ class LiveFeeds:
         subscription = Subscription(prefix, since, history=history)
         self.feeds[subscription.prefix] = subscription
         await self.channel_layer.group_add(group_name(subscription.prefix), self.channel_name)
-        reset = await database_sync_to_async(subscription.reset_if_ahead)()
+        reset = await in_thread_pool(subscription.reset_if_ahead)()
         if await self.deliver(subscription, settle=True):
             await self.timed(self.send_synced(subscription.cursor, reset))
         self.start_heartbeat()
@@ -74,17 +84,20 @@ class LiveFeeds:
         return True
 
     async def remove_all_feeds(self) -> None:
+        self.closing = True
         if self.heartbeat_task is not None:
             self.heartbeat_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.heartbeat_task
+            # A cancelled send may surface as the transport's own error instead of CancelledError;
+            # the loop stops on ``closing`` either way, and this never waits long.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self.heartbeat_task, HEARTBEAT_STOP_TIMEOUT)
             self.heartbeat_task = None
         for prefix in list(self.feeds):
             await self.remove_feed(prefix)
 
     async def deliver(self, subscription: Subscription, *, settle: bool = False) -> bool:
         """Send every event after the subscription's cursor; False when the client was dropped."""
-        pull = database_sync_to_async(subscription.pull_or_settle if settle else subscription.pull)
+        pull = in_thread_pool(subscription.pull_or_settle if settle else subscription.pull)
         async with self.delivery_lock:
             while not subscription.closed:
                 events = await pull()
@@ -96,22 +109,40 @@ class LiveFeeds:
         return True
 
     async def timed(self, sending: Any) -> bool:
-        """Await a send, dropping the client if it does not take it within SEND_TIMEOUT."""
+        """Await a send; drop the client if it does not take it within SEND_TIMEOUT. False when
+        the client is gone (dropped, or its transport refused the message)."""
         try:
             await asyncio.wait_for(sending, spread_settings.SEND_TIMEOUT)
             return True
         except TimeoutError:
             cursors = ", ".join(f"{p or '/'}: {s.cursor}" for p, s in self.feeds.items())
-            for subscription in self.feeds.values():
-                subscription.closed = True
+            self.stop_feeds()
             await self.drop_slow(f"too slow; resume from your last iteration ({cursors})")
-            return False
+        except Exception as exc:  # the transport refused: the client is gone
+            logger.debug("Send to a subscriber failed: %r", exc)
+            self.stop_feeds()
+        return False
+
+    def stop_feeds(self) -> None:
+        self.closing = True
+        for subscription in self.feeds.values():
+            subscription.closed = True
 
     async def spread_changed(self, message: dict[str, Any]) -> None:
-        """Doorbell from the layer: something under ``prefix`` changed at ``iteration``."""
+        """Doorbell from the layer: something under ``prefix`` changed at ``iteration``. Doorbells
+        already covered by an earlier delivery cost nothing: the cursor is past them."""
         subscription = self.feeds.get(message.get("prefix", ""))
         if subscription is not None and message.get("iteration", 0) > subscription.cursor:
             await self.deliver(subscription)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels closes stale database connections (a hop to its shared thread) before every
+        message; doorbells skip that: their database steps run in ``in_thread_pool``, which
+        cleans up itself."""
+        if message.get("type") == DOORBELL:
+            await self.spread_changed(message)
+            return
+        await super().dispatch(message)  # type: ignore[misc]
 
     # Heartbeats -----------------------------------------------------------------------------------
     def start_heartbeat(self) -> None:
@@ -120,8 +151,10 @@ class LiveFeeds:
 
     async def _heartbeats(self) -> None:
         interval = spread_settings.HEARTBEAT_INTERVAL
-        while True:
+        while not self.closing:
             await asyncio.sleep(interval)
+            if self.closing:
+                return
             try:
                 for prefix, subscription in list(self.feeds.items()):
                     if not await self.deliver(subscription, settle=True):
@@ -132,5 +165,7 @@ class LiveFeeds:
                     cursor = min(subscription.cursor for subscription in self.feeds.values())
                     if not await self.timed(self.send_heartbeat(cursor)):
                         return
-            except Exception:  # keep the connection; the next heartbeat retries
-                logger.exception("Heartbeat failed")
+            except Exception:
+                if self.closing:  # the client went away while we were sending
+                    return
+                logger.exception("Heartbeat failed; the next one retries")

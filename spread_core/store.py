@@ -128,6 +128,10 @@ def _announce(recorded: Recorded) -> None:
     event_accepted.send(sender=Event, event=event, outcome=recorded.outcome)
     if recorded.outcome is Outcome.OK:
         recorded.propagation = fanout.announce(event.topic.path, event.iteration)
+    elif recorded.outcome is Outcome.TOO_LATE:
+        # Only history subscribers want it (the current value did not change): ring, but report
+        # no delivery, since subscribers of current values are not sent anything.
+        fanout.announce(event.topic.path, event.iteration)
 
 
 def append_chunk(event: Event, index: int, data: bytes, size: int) -> None:

@@ -1,4 +1,6 @@
-"""``python -m bench``: small writes and reads over HTTP and in-process, as ratios to baselines.
+"""``python -m bench``: small writes and reads over HTTP and in-process (suite ``small_values``),
+websocket fan-out (``fanout``) and catch-up (``catchup``), as ratios to baselines. ``--suite``
+picks suites (default: all); ``python -m bench.fanout`` runs the last two alone.
 
 Every figure is measured in this run next to its baseline, because these machines are shared and
 noisy: HTTP rates against a minimal raw ASGI app on the same uvicorn (the stack's limit), in-process
@@ -25,6 +27,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench import fanout  # noqa: E402
 from spread_core.testing import LiveNode, free_port  # noqa: E402
 
 BENCH_SECRET = "spread-bench-secret-key-0123456789-0123456789-0123456789"
@@ -152,8 +155,12 @@ def emit(record: dict[str, Any], results: list[dict[str, Any]]) -> None:
     results.append(record)
 
 
+SUITES = ("small_values", *fanout.SUITES)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--suite", choices=SUITES, nargs="+", default=list(SUITES), help="suites to run")
     parser.add_argument("--requests", type=int, default=2000, help="requests per HTTP measurement")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     parser.add_argument(
@@ -161,8 +168,14 @@ def main() -> None:
     )
     parser.add_argument("--inprocess", type=int, default=2000, help="in-process posts")
     parser.add_argument("--output", default=str(REPO / "bench" / "results" / "small_values.jsonl"))
+    fanout.add_arguments(parser)
     args = parser.parse_args()
+    if "small_values" in args.suite:
+        run_small_values(args)
+    fanout.run_suites([suite for suite in args.suite if suite in fanout.SUITES], args)
 
+
+def run_small_values(args: argparse.Namespace) -> None:
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

@@ -20,7 +20,7 @@ from channels.db import DatabaseSyncToAsync
 from spread_core.conf import spread_settings
 from spread_core.fanout import DOORBELL, group_name
 from spread_core.paths import TopicPath
-from spread_core.subscriptions import Subscription
+from spread_core.subscriptions import Subscription, read_after
 from spread_core.types import EventJSON
 
 logger = logging.getLogger(__name__)
@@ -35,8 +35,31 @@ def in_thread_pool(function: Any) -> Any:
     return DatabaseSyncToAsync(function, thread_sensitive=False)
 
 
-class SlowSubscriber(Exception):
-    """A message could not be handed to the client within SEND_TIMEOUT."""
+ReadKey = tuple[str, bool, int]
+_reads_in_flight: dict[ReadKey, asyncio.Task[tuple[list[EventJSON], int]]] = {}
+
+
+async def shared_read(subscription: Subscription) -> tuple[list[EventJSON], int]:
+    """``read_after`` for this subscription's prefix, mode and cursor, shared with every other
+    subscription of this process that asks the same while the query runs: a doorbell wakes all the
+    subscribers of a prefix at once, and they usually stand at the same cursor, so one query serves
+    them all. A caller whose doorbell announced an iteration the shared result does not reach
+    simply reads again (``deliver``'s ``at_least``)."""
+    key = (subscription.prefix, subscription.history, subscription.cursor)
+    task = _reads_in_flight.get(key)
+    if task is None or task.done():  # a finished read may be older than the caller's doorbell
+        read = in_thread_pool(read_after)
+        task = asyncio.get_running_loop().create_task(
+            read(subscription.topic_prefix, subscription.cursor, history=subscription.history)
+        )
+        _reads_in_flight[key] = task
+        task.add_done_callback(lambda done: _forget(key, done))
+    return await asyncio.shield(task)
+
+
+def _forget(key: ReadKey, task: asyncio.Task[tuple[list[EventJSON], int]]) -> None:
+    if _reads_in_flight.get(key) is task:
+        del _reads_in_flight[key]
 
 
 class LiveFeeds:
@@ -71,7 +94,7 @@ class LiveFeeds:
         self.feeds[subscription.prefix] = subscription
         await self.channel_layer.group_add(group_name(subscription.prefix), self.channel_name)
         reset = await in_thread_pool(subscription.reset_if_ahead)()
-        if await self.deliver(subscription, settle=True):
+        if await self.deliver(subscription):
             await self.timed(self.send_synced(subscription.cursor, reset))
         self.start_heartbeat()
 
@@ -95,17 +118,19 @@ class LiveFeeds:
         for prefix in list(self.feeds):
             await self.remove_feed(prefix)
 
-    async def deliver(self, subscription: Subscription, *, settle: bool = False) -> bool:
-        """Send every event after the subscription's cursor; False when the client was dropped."""
-        pull = in_thread_pool(subscription.pull_or_settle if settle else subscription.pull)
+    async def deliver(self, subscription: Subscription, *, at_least: int = 0) -> bool:
+        """Send every event after the subscription's cursor, until the cursor reaches ``at_least``
+        (the iteration a doorbell announced); False when the client is gone."""
         async with self.delivery_lock:
             while not subscription.closed:
-                events = await pull()
-                if not events:
+                events, cursor = await shared_read(subscription)
+                if not events and cursor >= at_least:
+                    subscription.cursor = cursor
                     return True
                 for event in events:
                     if not await self.timed(self.send_update(event)):
                         return False
+                subscription.cursor = cursor
         return True
 
     async def timed(self, sending: Any) -> bool:
@@ -132,8 +157,9 @@ class LiveFeeds:
         """Doorbell from the layer: something under ``prefix`` changed at ``iteration``. Doorbells
         already covered by an earlier delivery cost nothing: the cursor is past them."""
         subscription = self.feeds.get(message.get("prefix", ""))
-        if subscription is not None and message.get("iteration", 0) > subscription.cursor:
-            await self.deliver(subscription)
+        iteration = message.get("iteration", 0)
+        if subscription is not None and iteration > subscription.cursor:
+            await self.deliver(subscription, at_least=iteration)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels closes stale database connections (a hop to its shared thread) before every
@@ -157,7 +183,7 @@ class LiveFeeds:
                 return
             try:
                 for prefix, subscription in list(self.feeds.items()):
-                    if not await self.deliver(subscription, settle=True):
+                    if not await self.deliver(subscription):
                         return
                     # Refresh the membership: layers expire group members that are not renewed.
                     await self.channel_layer.group_add(group_name(prefix), self.channel_name)

@@ -45,51 +45,7 @@ class Subscription:
 
     def pull(self) -> list[EventJSON]:
         """The next events after the cursor (at most ``PULL_BATCH``); advances the cursor."""
-        return self._pull_history() if self.history else self._pull_current()
-
-    def _pull_current(self) -> list[EventJSON]:
-        # An event's ``iteration`` here is the iteration at which its topic changed: the event's
-        # own for a write, a later one when its upload completed or an upload over it was aborted.
-        topics = (
-            Topic.objects.under(self.topic_prefix)
-            .filter(changed__gt=self.cursor)
-            .select_related("current")
-            .order_by("changed")[:PULL_BATCH]
-        )
-        events: list[EventJSON] = []
-        for topic in topics:
-            self.cursor = topic.changed
-            event = topic.current or _aborted_event(topic)
-            if event is None:
-                continue
-            event.topic = topic
-            data = event.as_json()
-            data["iteration"] = topic.changed
-            events.append(data)
-        return events
-
-    def _pull_history(self) -> list[EventJSON]:
-        changes = (
-            Change.objects.under(self.topic_prefix)
-            .filter(iteration__gt=self.cursor)
-            .select_related("event__topic")
-            .order_by("iteration")[:PULL_BATCH]
-        )
-        events: list[EventJSON] = []
-        for change in changes:
-            self.cursor = change.iteration
-            data = change.event.as_json()
-            data["iteration"] = change.iteration
-            events.append(data)
-        return events
-
-    def pull_or_settle(self) -> list[EventJSON]:
-        """``pull``; when nothing is left, move the cursor to the node's head (everything up to it
-        has been seen: the head is read before the query that found nothing newer)."""
-        head = current_iteration()
-        events = self.pull()
-        if not events:
-            self.cursor = max(self.cursor, head)
+        events, self.cursor = read_after(self.topic_prefix, self.cursor, history=self.history)
         return events
 
     def reset_if_ahead(self) -> bool:
@@ -106,6 +62,57 @@ class Subscription:
     def close(self) -> None:
         self.closed = True
         hub.discard(self)
+
+
+def read_after(prefix: TopicPath, cursor: int, *, history: bool) -> tuple[list[EventJSON], int]:
+    """The events under ``prefix`` after iteration ``cursor`` (at most ``PULL_BATCH``) and the cursor
+    that follows them. When there is none, that cursor is the node's head: the head is read before
+    the query that found nothing newer, so everything up to it has been seen.
+
+    Without ``history``: the current event of each topic that changed after the cursor, its
+    ``iteration`` being the one at which the topic changed (the event's own for a write, a later
+    one when its upload completed or an upload over it was aborted). With ``history``: every log
+    entry (too_late events, completions and aborts included).
+    """
+    head = current_iteration()
+    events = _read_history(prefix, cursor) if history else _read_current(prefix, cursor)
+    if not events:
+        return [], max(cursor, head)
+    return events, events[-1]["iteration"]
+
+
+def _read_current(prefix: TopicPath, cursor: int) -> list[EventJSON]:
+    topics = (
+        Topic.objects.under(prefix)
+        .filter(changed__gt=cursor)
+        .select_related("current")
+        .order_by("changed")[:PULL_BATCH]
+    )
+    events: list[EventJSON] = []
+    for topic in topics:
+        event = topic.current or _aborted_event(topic)
+        if event is None:
+            continue
+        event.topic = topic
+        data = event.as_json()
+        data["iteration"] = topic.changed
+        events.append(data)
+    return events
+
+
+def _read_history(prefix: TopicPath, cursor: int) -> list[EventJSON]:
+    changes = (
+        Change.objects.under(prefix)
+        .filter(iteration__gt=cursor)
+        .select_related("event__topic")
+        .order_by("iteration")[:PULL_BATCH]
+    )
+    events: list[EventJSON] = []
+    for change in changes:
+        data = change.event.as_json()
+        data["iteration"] = change.iteration
+        events.append(data)
+    return events
 
 
 def _aborted_event(topic: Topic) -> Event | None:

@@ -28,3 +28,15 @@ if __name__ == "__main__":
     service, url = sys.argv[1], sys.argv[2]
     check = {"postgres": postgres_answers, "redis": redis_answers}[service]
     sys.exit(0 if check(url) else 1)
+
+
+def service_missing(reason: str) -> None:
+    """Skip a test with a clear reason on a developer machine without the service; fail instead
+    when SPREAD_REQUIRE_SERVICES is set (CI installs every service, so a miss there is a bug)."""
+    import os
+
+    import pytest
+
+    if os.environ.get("SPREAD_REQUIRE_SERVICES"):
+        pytest.fail(f"{reason}, and SPREAD_REQUIRE_SERVICES requires it")
+    pytest.skip(f"{reason} (CI installs it)")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.services import service_missing
 
 from .chromium import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, VIEWPORT
 
@@ -14,6 +17,8 @@ expect.set_options(timeout=TIMEOUT_MS)
 
 @pytest.fixture
 def browser() -> Iterator[Browser]:
+    if not os.access(CHROMIUM, os.X_OK):
+        service_missing(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser

@@ -36,29 +36,36 @@ def in_thread_pool(function: Any) -> Any:
 
 
 ReadKey = tuple[str, bool, int]
-_reads_in_flight: dict[ReadKey, asyncio.Task[tuple[list[EventJSON], int]]] = {}
+Read = asyncio.Task[tuple[list[EventJSON], int]]
+_reads_in_flight: dict[ReadKey, tuple[Read, float]] = {}
 
 
-async def shared_read(subscription: Subscription) -> tuple[list[EventJSON], int]:
-    """``read_after`` for this subscription's prefix, mode and cursor, shared with every other
-    subscription of this process that asks the same while the query runs: a doorbell wakes all the
-    subscribers of a prefix at once, and they usually stand at the same cursor, so one query serves
-    them all. A caller whose doorbell announced an iteration the shared result does not reach
-    simply reads again (``deliver``'s ``at_least``)."""
+async def shared_read(subscription: Subscription, not_before: float) -> tuple[list[EventJSON], int]:
+    """``read_after`` for this subscription's prefix, mode and cursor, shared with the other
+    subscriptions of this process that ask the same: a doorbell wakes all the subscribers of a
+    prefix at once, and they usually stand at the same cursor, so one query serves them all.
+
+    Only a read started at or after ``not_before`` (the loop time when the caller heard its
+    doorbell, which is rung after the commit) is shared: it sees everything that doorbell announced.
+    """
     key = (subscription.prefix, subscription.history, subscription.cursor)
-    task = _reads_in_flight.get(key)
-    if task is None or task.done():  # a finished read may be older than the caller's doorbell
+    entry = _reads_in_flight.get(key)
+    if entry is not None and not entry[0].done() and entry[1] >= not_before:
+        task = entry[0]
+    else:
+        loop = asyncio.get_running_loop()
         read = in_thread_pool(read_after)
-        task = asyncio.get_running_loop().create_task(
+        task = loop.create_task(
             read(subscription.topic_prefix, subscription.cursor, history=subscription.history)
         )
-        _reads_in_flight[key] = task
+        _reads_in_flight[key] = (task, loop.time())
         task.add_done_callback(lambda done: _forget(key, done))
     return await asyncio.shield(task)
 
 
-def _forget(key: ReadKey, task: asyncio.Task[tuple[list[EventJSON], int]]) -> None:
-    if _reads_in_flight.get(key) is task:
+def _forget(key: ReadKey, task: Read) -> None:
+    entry = _reads_in_flight.get(key)
+    if entry is not None and entry[0] is task:
         del _reads_in_flight[key]
 
 
@@ -118,13 +125,15 @@ class LiveFeeds:
         for prefix in list(self.feeds):
             await self.remove_feed(prefix)
 
-    async def deliver(self, subscription: Subscription, *, at_least: int = 0) -> bool:
-        """Send every event after the subscription's cursor, until the cursor reaches ``at_least``
-        (the iteration a doorbell announced); False when the client is gone."""
+    async def deliver(self, subscription: Subscription, *, not_before: float | None = None) -> bool:
+        """Send every event after the subscription's cursor, read by a query that started after
+        ``not_before`` (default: now); False when the client is gone."""
+        if not_before is None:
+            not_before = asyncio.get_running_loop().time()
         async with self.delivery_lock:
             while not subscription.closed:
-                events, cursor = await shared_read(subscription)
-                if not events and cursor >= at_least:
+                events, cursor = await shared_read(subscription, not_before)
+                if not events:
                     subscription.cursor = cursor
                     return True
                 for event in events:
@@ -157,9 +166,9 @@ class LiveFeeds:
         """Doorbell from the layer: something under ``prefix`` changed at ``iteration``. Doorbells
         already covered by an earlier delivery cost nothing: the cursor is past them."""
         subscription = self.feeds.get(message.get("prefix", ""))
-        iteration = message.get("iteration", 0)
-        if subscription is not None and iteration > subscription.cursor:
-            await self.deliver(subscription, at_least=iteration)
+        heard = asyncio.get_running_loop().time()
+        if subscription is not None and message.get("iteration", 0) > subscription.cursor:
+            await self.deliver(subscription, not_before=heard)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels closes stale database connections (a hop to its shared thread) before every

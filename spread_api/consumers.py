@@ -24,7 +24,7 @@ from rest_framework.exceptions import NotAuthenticated
 
 from spread_core import api
 from spread_core.conf import spread_settings
-from spread_core.exceptions import SpreadError
+from spread_core.exceptions import InvalidFrame, NotSubscribed, TooManySubscriptions
 from spread_core.paths import TopicPath, raw_remainder
 from spread_core.types import EventJSON
 
@@ -42,21 +42,6 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_SLOW = 4008
 MAX_CLOSE_REASON = 120
 TOKEN_QUERY_PARAMS = ("token", "authorization")
-
-
-class InvalidFrame(SpreadError):
-    default_code = "bad_frame"
-    default_detail = "Malformed frame."
-
-
-class TooManySubscriptions(SpreadError):
-    default_code = "too_many_subscriptions"
-    default_detail = "This connection holds the maximum number of subscriptions."
-
-
-class NotSubscribed(SpreadError):
-    default_code = "not_subscribed"
-    default_detail = "No subscription to this path on this connection."
 
 
 def _dumps(data: Any) -> str:

@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 from channels.db import DatabaseSyncToAsync
+from channels.exceptions import StopConsumer
 
 from spread_core.conf import spread_settings
 from spread_core.fanout import DOORBELL, group_name
@@ -26,6 +27,7 @@ from spread_core.types import EventJSON
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_STOP_TIMEOUT = 2.0
+DROPPED = "spread.dropped"  # a consumer's message to itself: end after dropping its client
 
 
 def in_thread_pool(function: Any) -> Any:
@@ -80,6 +82,7 @@ class LiveFeeds:
         self.delivery_lock = asyncio.Lock()
         self.heartbeat_task: asyncio.Task[None] | None = None
         self.closing = False
+        self.dropped = False
 
     # Transport ------------------------------------------------------------------------------------
     async def send_update(self, event: EventJSON) -> None:
@@ -114,14 +117,16 @@ class LiveFeeds:
         return True
 
     async def remove_all_feeds(self) -> None:
+        """Stop the heartbeats (unless called from them: they stop on ``closing``) and leave
+        every group."""
         self.closing = True
-        if self.heartbeat_task is not None:
-            self.heartbeat_task.cancel()
+        heartbeat, self.heartbeat_task = self.heartbeat_task, None
+        if heartbeat is not None and heartbeat is not asyncio.current_task():
+            heartbeat.cancel()
             # A cancelled send may surface as the transport's own error instead of CancelledError;
             # the loop stops on ``closing`` either way, and this never waits long.
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(self.heartbeat_task, HEARTBEAT_STOP_TIMEOUT)
-            self.heartbeat_task = None
+                await asyncio.wait_for(heartbeat, HEARTBEAT_STOP_TIMEOUT)
         for prefix in list(self.feeds):
             await self.remove_feed(prefix)
 
@@ -149,9 +154,7 @@ class LiveFeeds:
             await asyncio.wait_for(sending, spread_settings.SEND_TIMEOUT)
             return True
         except TimeoutError:
-            cursors = ", ".join(f"{p or '/'}: {s.cursor}" for p, s in self.feeds.items())
-            self.stop_feeds()
-            await self.drop_slow(f"too slow; resume from your last iteration ({cursors})")
+            await self.drop()
         except Exception as exc:  # the transport refused: the client is gone
             logger.debug("Send to a subscriber failed: %r", exc)
             self.stop_feeds()
@@ -161,6 +164,22 @@ class LiveFeeds:
         self.closing = True
         for subscription in self.feeds.values():
             subscription.closed = True
+
+    async def drop(self) -> None:
+        """Disconnect a subscriber that does not take what it is sent: leave every group at
+        once (writers stop counting it, doorbells stop), tell it why if its transport still
+        takes a message, then end the consumer, even if its socket stays full."""
+        if self.dropped:
+            return
+        self.dropped = True
+        cursors = ", ".join(f"{prefix or '/'}: {s.cursor}" for prefix, s in self.feeds.items())
+        self.stop_feeds()
+        await self.remove_all_feeds()
+        await self.drop_slow(f"too slow; resume from your last iteration ({cursors})")
+        await self.channel_layer.send(self.channel_name, {"type": DROPPED})
+
+    async def spread_dropped(self, message: dict[str, Any]) -> None:
+        raise StopConsumer()
 
     async def spread_changed(self, message: dict[str, Any]) -> None:
         """Doorbell from the layer: something under ``prefix`` changed at ``iteration``. Doorbells

@@ -105,3 +105,23 @@ class ClientDisconnected(UploadAborted):
     status_code = 400
     default_code = "client_disconnected"
     default_detail = "The client went away before the upload ended."
+
+
+# Realtime connections (websocket frames, subscription parameters) -------------------------------
+
+
+class InvalidFrame(SpreadError):
+    """A client frame or subscription parameter that cannot be understood."""
+
+    default_code = "bad_frame"
+    default_detail = "Malformed frame."
+
+
+class TooManySubscriptions(SpreadError):
+    default_code = "too_many_subscriptions"
+    default_detail = "This connection holds the maximum number of subscriptions."
+
+
+class NotSubscribed(SpreadError):
+    default_code = "not_subscribed"
+    default_detail = "No subscription to this path on this connection."

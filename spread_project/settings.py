@@ -115,8 +115,13 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # Subscribers renew their group membership at every heartbeat (HEARTBEAT_INTERVAL), so
-            # members of a process that died stop being counted after a minute.
-            "CONFIG": {"hosts": [REDIS_URL], "group_expiry": 60},
+            # members of a process that died stop being counted after a minute. The socket
+            # timeout is off: redis-py's default (5 s) equals channels-redis's blocking receive
+            # (BZPOPMIN, 5 s), so an idle subscriber's connection would time out and drop it.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                "group_expiry": 60,
+            },
         }
     }
 else:

@@ -29,6 +29,14 @@ def make_node(tmp_path: Path) -> Iterator[Callable[..., LiveNode]]:
     nodes.close()
 
 
+@pytest.fixture(scope="module")
+def module_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LiveNode]]:
+    """Like ``make_node``, for nodes that every test of a module shares (stopped after them)."""
+    nodes = Nodes(tmp_path_factory.mktemp("nodes"))
+    yield nodes.start
+    nodes.close()
+
+
 @pytest.fixture
 def node(make_node: Callable[..., LiveNode]) -> LiveNode:
     return make_node()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -19,12 +18,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from spread_api.tokens import device_token
 from spread_core.testing import LiveNode
-from tests.services import redis_answers
+from tests.services import redis_answers, service_missing
 
 #: How long a test waits for a frame that should come promptly before it fails.
 DEADLINE = 10.0
@@ -49,14 +47,10 @@ def writer_token(uid: str = "rt-writer", **claims: list[str]) -> str:
 
 
 def require_redis() -> str:
-    """The URL of the tests' Redis database: the run fails without Redis when
-    SPREAD_REQUIRE_SERVICES is set (CI), and the test is skipped otherwise."""
-    if redis_answers(REDIS_TEST_URL):
-        return REDIS_TEST_URL
-    message = f"Redis does not answer at {REDIS_TEST_URL}"
-    if os.environ.get("SPREAD_REQUIRE_SERVICES"):
-        pytest.fail(f"{message}, and SPREAD_REQUIRE_SERVICES requires it")
-    pytest.skip(f"{message} (the channels-redis tests need it; CI requires it)")
+    """The URL of the tests' Redis database (the test is skipped without Redis, or fails in CI)."""
+    if not redis_answers(REDIS_TEST_URL):
+        service_missing(f"Redis does not answer at {REDIS_TEST_URL}")
+    return REDIS_TEST_URL
 
 
 # ----------------------------------------------------------------------------------------------

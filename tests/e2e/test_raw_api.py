@@ -15,9 +15,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -29,7 +28,7 @@ import yaml
 from spread_api.tokens import device_token
 from spread_core.testing import LiveNode
 from tests.node_settings_small import SMALL_MAX_UPLOAD
-from tests.nodes import MANAGE_PY, Nodes
+from tests.nodes import MANAGE_PY
 
 pytestmark = pytest.mark.e2e
 
@@ -41,24 +40,14 @@ CHUNK_SIZE = 256 * 1024
 # Nodes shared by the module
 
 
-def _start_node(tmp_path: Path, name: str, **env: str) -> Iterator[LiveNode]:
-    nodes = Nodes(tmp_path)
-    try:
-        yield nodes.start(name, **env)
-    finally:
-        nodes.close()
+@pytest.fixture(scope="module")
+def api_node(module_nodes: Callable[..., LiveNode]) -> LiveNode:
+    return module_nodes("raw-api")
 
 
 @pytest.fixture(scope="module")
-def api_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
-    yield from _start_node(tmp_path_factory.mktemp("raw-api"), "raw-api")
-
-
-@pytest.fixture(scope="module")
-def small_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
-    yield from _start_node(
-        tmp_path_factory.mktemp("small"), "small-node", DJANGO_SETTINGS_MODULE="tests.node_settings_small"
-    )
+def small_node(module_nodes: Callable[..., LiveNode]) -> LiveNode:
+    return module_nodes("small-node", DJANGO_SETTINGS_MODULE="tests.node_settings_small")
 
 
 @pytest.fixture(scope="module")

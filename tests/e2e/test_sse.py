@@ -8,15 +8,13 @@ own.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from spread_core.testing import LiveNode
-from tests.nodes import Nodes
 
 from .realtime import (
     BASE_DATE,
@@ -34,33 +32,19 @@ from .realtime import (
 pytestmark = pytest.mark.e2e
 
 
-def _start_node(tmp_path: Path, name: str, **env: str) -> Iterator[LiveNode]:
-    nodes = Nodes(tmp_path)
-    try:
-        yield nodes.start(name, **env)
-    finally:
-        nodes.close()
+@pytest.fixture(scope="module")
+def sse_node(module_nodes: Callable[..., LiveNode]) -> LiveNode:
+    return module_nodes("sse-node")
 
 
 @pytest.fixture(scope="module")
-def sse_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
-    yield from _start_node(tmp_path_factory.mktemp("sse"), "sse-node")
+def fast_node(module_nodes: Callable[..., LiveNode]) -> LiveNode:
+    return module_nodes("sse-fast", DJANGO_SETTINGS_MODULE="tests.node_settings_realtime")
 
 
 @pytest.fixture(scope="module")
-def fast_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
-    yield from _start_node(
-        tmp_path_factory.mktemp("sse-fast"), "sse-fast", DJANGO_SETTINGS_MODULE="tests.node_settings_realtime"
-    )
-
-
-@pytest.fixture(scope="module")
-def private_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
-    yield from _start_node(
-        tmp_path_factory.mktemp("sse-private"),
-        "sse-private",
-        DJANGO_SETTINGS_MODULE="tests.node_settings_private",
-    )
+def private_node(module_nodes: Callable[..., LiveNode]) -> LiveNode:
+    return module_nodes("sse-private", DJANGO_SETTINGS_MODULE="tests.node_settings_private")
 
 
 @pytest.fixture

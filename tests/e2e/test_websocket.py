@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -21,7 +20,6 @@ from websockets.exceptions import ConnectionClosed
 
 from spread_core.testing import LiveNode
 from tests.node_settings_realtime import SMALL_MAX_SUBSCRIPTIONS
-from tests.nodes import Nodes
 
 from .realtime import (
     BASE_DATE,
@@ -46,34 +44,20 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_MESSAGE_TOO_BIG = 1009
 
 
-def _start_node(tmp_path: Path, name: str, **env: str) -> Iterator[LiveNode]:
-    nodes = Nodes(tmp_path)
-    try:
-        yield nodes.start(name, **env)
-    finally:
-        nodes.close()
+@pytest.fixture(scope="module")
+def ws_node(module_nodes: Callable[..., LiveNode]) -> LiveNode:
+    return module_nodes("ws-node")
 
 
 @pytest.fixture(scope="module")
-def ws_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
-    yield from _start_node(tmp_path_factory.mktemp("ws"), "ws-node")
-
-
-@pytest.fixture(scope="module")
-def fast_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
+def fast_node(module_nodes: Callable[..., LiveNode]) -> LiveNode:
     """Heartbeats every 0.5 s, at most SMALL_MAX_SUBSCRIPTIONS subscriptions per socket."""
-    yield from _start_node(
-        tmp_path_factory.mktemp("ws-fast"), "ws-fast", DJANGO_SETTINGS_MODULE="tests.node_settings_realtime"
-    )
+    return module_nodes("ws-fast", DJANGO_SETTINGS_MODULE="tests.node_settings_realtime")
 
 
 @pytest.fixture(scope="module")
-def private_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
-    yield from _start_node(
-        tmp_path_factory.mktemp("ws-private"),
-        "ws-private",
-        DJANGO_SETTINGS_MODULE="tests.node_settings_private",
-    )
+def private_node(module_nodes: Callable[..., LiveNode]) -> LiveNode:
+    return module_nodes("ws-private", DJANGO_SETTINGS_MODULE="tests.node_settings_private")
 
 
 @pytest.fixture

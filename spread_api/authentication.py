@@ -12,13 +12,13 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.models import TokenUser
 from rest_framework_simplejwt.tokens import Token
 
-from .tokens import DEVICE_KIND, KIND_CLAIM, UID_CLAIM
+from .tokens import DEVICE_KIND, KIND_CLAIM, NODE_KIND, UID_CLAIM
 
 AUTHORIZATION_QUERY_PARAM = "authorization"
 
 
 class DevicePrincipal(TokenUser):
-    """An authenticated anonymous device, backed only by its token."""
+    """An authenticated anonymous device (or peer node), backed only by its token."""
 
     @cached_property
     def id(self) -> str:
@@ -39,6 +39,6 @@ class SpreadJWTAuthentication(JWTAuthentication):
         return header
 
     def get_user(self, validated_token: Token) -> Any:
-        if validated_token.get(KIND_CLAIM) == DEVICE_KIND and UID_CLAIM in validated_token:
+        if validated_token.get(KIND_CLAIM) in (DEVICE_KIND, NODE_KIND) and UID_CLAIM in validated_token:
             return DevicePrincipal(validated_token)
         return super().get_user(validated_token)

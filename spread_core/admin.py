@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from .models import Event, Topic
+from .models import Event, Peer, Topic
+from .replication.status import peer_cursor
 
 
 @admin.register(Topic)
@@ -38,3 +39,33 @@ class EventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: object, obj: object = None) -> bool:
         return False
+
+
+@admin.register(Peer)
+class PeerAdmin(admin.ModelAdmin):
+    """Outgoing replication links; the connector of a running node follows changes made here."""
+
+    list_display = [
+        "url",
+        "prefixes",
+        "enabled",
+        "remote_node",
+        "connected",
+        "cursor",
+        "lag_events",
+        "last_error",
+    ]
+    list_filter = ["enabled", "connected"]
+    readonly_fields = [
+        "remote_node",
+        "connected",
+        "cursor",
+        "lag_events",
+        "lag_seconds",
+        "last_error",
+        "last_seen",
+    ]
+
+    @admin.display(description="cursor (peer iteration applied)")
+    def cursor(self, peer: Peer) -> int:
+        return peer_cursor(peer)

@@ -18,6 +18,7 @@ from .conf import spread_settings
 from .exceptions import TopicNotFound
 from .fanout import silent_report
 from .paths import TopicPath
+from .replication.peers import ensure_remote, remove_remote
 from .store import DEFAULT_CONTENT_TYPE, Recorded, WriteRequest
 from .subscriptions import AsyncSubscription, Callback, CallbackSubscription, PathLike
 from .types import EventJSON, PostReport
@@ -31,10 +32,12 @@ __all__ = [
     "apost",
     "asubscribe",
     "delete",
+    "ensure_remote",
     "get",
     "maybe_post",
     "open_value",
     "post",
+    "remove_remote",
     "subscribe",
 ]
 

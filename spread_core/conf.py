@@ -57,6 +57,14 @@ DEFAULTS: dict[str, Any] = {
     "SEND_TIMEOUT": 10.0,
     # Largest websocket frame accepted (bytes).
     "WS_MAX_FRAME": 1024 * KIB,
+    # Seconds between heartbeats on replication links (an idle peer's cursor advances with them).
+    "REPLICATION_HEARTBEAT": 1.0,
+    # How often the connector re-reads the peer table, so link changes apply without a restart.
+    "PEER_POLL_INTERVAL": 1.0,
+    # Longest wait between two attempts to reconnect a link (the wait doubles from 0.5 s).
+    "RECONNECT_MAX_BACKOFF": 10.0,
+    # Run the outgoing peer links in `spread_node` (turn off on all but one process of a node).
+    "CONNECTOR": True,
 }
 
 IMPORT_STRINGS = frozenset({"ACCESS_POLICY"})

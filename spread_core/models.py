@@ -23,7 +23,7 @@ def path_hash(canonical: str) -> str:
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
-def _under_filter(prefix: TopicPath | str | Sequence[str], field: str) -> models.Q:
+def under_filter(prefix: TopicPath | str | Sequence[str], field: str) -> models.Q:
     """``field`` is the canonical ``prefix`` or starts with ``prefix/``, compared byte for byte.
 
     Not ``__startswith``: SQLite's LIKE ignores ASCII case, so "A" would cover "a/x".
@@ -39,7 +39,7 @@ def _under_filter(prefix: TopicPath | str | Sequence[str], field: str) -> models
 class TopicQuerySet(models.QuerySet["Topic"]):
     def under(self, prefix: TopicPath | str | Sequence[str]) -> TopicQuerySet:
         """Topics at ``prefix`` or below it."""
-        return self.filter(_under_filter(prefix, "path"))
+        return self.filter(under_filter(prefix, "path"))
 
 
 class Topic(models.Model):
@@ -71,7 +71,7 @@ class EventQuerySet(models.QuerySet["Event"]):
         return self.filter(topic=topic)
 
     def under(self, prefix: TopicPath | str | Sequence[str]) -> EventQuerySet:
-        return self.filter(_under_filter(prefix, "topic__path"))
+        return self.filter(under_filter(prefix, "topic__path"))
 
     def live(self) -> EventQuerySet:
         """Events that can win: not aborted uploads."""
@@ -98,6 +98,9 @@ class Event(models.Model):
     sha256 = models.CharField(max_length=64, blank=True, default="")
     lease_until = models.BigIntegerField(
         null=True, blank=True, help_text="An unfinished upload is dead after this (microseconds)."
+    )
+    source = models.CharField(
+        max_length=255, blank=True, default="", help_text="Node it was replicated from ('' = written here)."
     )
 
     objects = EventQuerySet.as_manager()
@@ -150,7 +153,7 @@ class Event(models.Model):
 class ChangeQuerySet(models.QuerySet["Change"]):
     def under(self, prefix: TopicPath | str | Sequence[str]) -> ChangeQuerySet:
         """Log entries about topics at or below ``prefix``."""
-        return self.filter(_under_filter(prefix, "event__topic__path"))
+        return self.filter(under_filter(prefix, "event__topic__path"))
 
 
 class Change(models.Model):
@@ -198,3 +201,42 @@ class Counter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}={self.value}"
+
+
+class Peer(models.Model):
+    """An outgoing replication link: this node connects to ``url`` with ``token``, receives the
+    events under ``prefixes`` (``[""]`` = everything) and sends its own under the same prefixes.
+    The connector reads this table while the node runs; the state fields are its report."""
+
+    url = models.CharField(
+        max_length=500, unique=True, help_text="Base URL of the peer node (http://host:port/)."
+    )
+    token = models.TextField(help_text="Node credential issued by the peer (spread_token --node).")
+    prefixes = models.JSONField(default=list, help_text='Canonical path prefixes; [""] is everything.')
+    enabled = models.BooleanField(default=True)
+    remote_node = models.CharField(max_length=255, blank=True, default="", editable=False)
+    connected = models.BooleanField(default=False, editable=False)
+    lag_events = models.BigIntegerField(default=0, editable=False)
+    lag_seconds = models.FloatField(default=0.0, editable=False)
+    last_error = models.TextField(blank=True, default="", editable=False)
+    last_seen = models.BigIntegerField(default=0, editable=False, help_text="Last frame from the peer (µs).")
+    resumed_from = models.BigIntegerField(
+        default=0, editable=False, help_text="Cursor the last connection resumed from (peer iteration)."
+    )
+
+    class Meta:
+        ordering = ["url"]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class ReplicaCursor(models.Model):
+    """The last iteration of a peer's log applied here, per link direction and prefix set;
+    advanced in the transaction that applies the events, so a crash re-applies, never skips."""
+
+    key = models.CharField(max_length=300, unique=True)
+    cursor = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.cursor}"

@@ -144,3 +144,13 @@ def raw_remainder(decoded_path: str, raw_path: bytes, decoded_topic: str) -> byt
     raw = raw_path.split(b"?", 1)[0]
     prefix_separators = decoded_path[: len(decoded_path) - len(decoded_topic)].count(SEPARATOR)
     return b"/".join(raw.split(b"/")[prefix_separators:])
+
+
+def intersect_prefixes(wanted: list[str], allowed: list[str] | None) -> list[str]:
+    """The canonical prefixes covered by both lists (``allowed`` None: no restriction): each
+    wanted prefix inside an allowed one, and each allowed prefix inside a wanted one."""
+    if allowed is None:
+        return sorted(set(wanted))
+    inside = {w for w in wanted if any(covers_canonical(a, w) for a in allowed)}
+    inside |= {a for a in allowed if any(covers_canonical(w, a) for w in wanted)}
+    return sorted(p for p in inside if not any(q != p and covers_canonical(q, p) for q in inside))

@@ -38,6 +38,8 @@ class WriteRequest:
     deleted: bool = False
     create_only: bool = False
     expected_sha256: str | None = None
+    #: The peer node it was replicated from ("" for a write made here).
+    source: str = ""
 
     @property
     def event_id(self) -> str:
@@ -110,7 +112,10 @@ def record(write: WriteRequest, *, value: bytes | None, is_blob: bool = False, s
             is_blob=is_blob,
             complete=not is_blob,
             sha256=sha256,
-            lease_until=_lease() if is_blob else None,
+            # A replicated upload has no lease: its bytes come from the peer, and a link that
+            # drops resumes it (readers wait) instead of aborting it.
+            lease_until=_lease() if is_blob and not write.source else None,
+            source=write.source,
         )
         Change.objects.create(iteration=event.iteration, event=event, kind=Change.WRITE)
         if is_blob and value:
@@ -138,7 +143,7 @@ def append_chunk(event: Event, index: int, data: bytes, size: int) -> None:
     """Store chunk ``index`` of an unfinished upload and extend its lease."""
     with iteration.write_transaction():
         updated = Event.objects.filter(pk=event.pk, aborted=False, complete=False).update(
-            size=size, lease_until=_lease()
+            size=size, lease_until=None if event.source else _lease()
         )
         if not updated:
             raise UploadAborted()

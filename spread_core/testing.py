@@ -63,6 +63,20 @@ class LiveNode:
         self.wait_ready()
         return self
 
+    def manage(self, *args: str) -> str:
+        """Run ``manage.py ARGS`` against this node's database and settings; return its output."""
+        result = subprocess.run(
+            [sys.executable, self.manage_py, *args],
+            env=self.env,
+            cwd=str(Path(self.manage_py).parent),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed: {result.stderr[-2000:]}")
+        return result.stdout
+
     def wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:

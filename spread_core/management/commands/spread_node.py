@@ -1,7 +1,10 @@
-"""``manage.py spread_node --bind HOST:PORT``: migrate, then serve the node with uvicorn."""
+"""``manage.py spread_node --bind HOST:PORT``: migrate, then run the whole node: the ASGI server
+(uvicorn) and the connector that keeps the outgoing peer links up, in one event loop."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import uvicorn
@@ -10,6 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from spread_core.conf import spread_settings
+from spread_core.replication.link import Connector
 from spread_core.store import abort_stale_uploads
 
 DEFAULT_BIND = "127.0.0.1:8000"
@@ -55,4 +59,17 @@ class Command(BaseCommand):
             f"(admin at /admin/, API docs at /api/docs/)"
         )
         self.stdout.flush()
-        uvicorn.Server(config).run()
+        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+            runner.run(serve(uvicorn.Server(config)))
+
+
+async def serve(server: uvicorn.Server) -> None:
+    """The ASGI server and, unless SPREAD["CONNECTOR"] is off, the peer links beside it."""
+    connector = asyncio.ensure_future(Connector().run()) if spread_settings.CONNECTOR else None
+    try:
+        await server.serve()
+    finally:
+        if connector is not None:
+            connector.cancel()
+            with contextlib.suppress(BaseException):
+                await connector

@@ -3,14 +3,35 @@ with the management commands, writes over HTTP, state read from each node's data
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import random
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from spread_core.testing import LiveNode
 
-from .cluster import link, node_name, start_node, state, status, wait_converged, wait_until, write
-from .realtime import unique_prefix
+from .cluster import (
+    delete,
+    event_count,
+    head,
+    link,
+    node_name,
+    start_node,
+    state,
+    status,
+    wait_converged,
+    wait_until,
+    write,
+)
+from .realtime import BASE_DATE, DEADLINE, bearer, unique_prefix, writer_token
 
 pytestmark = pytest.mark.e2e
 
@@ -23,10 +44,222 @@ def test_one_link_carries_writes_both_ways_and_reports_its_state(make_node: Call
     on_b = write(b, f"{p}/from-b", "written on B")
     converged = wait_converged([a, b], p)
     assert converged == {on_a["path"]: on_a["id"], on_b["path"]: on_b["id"]}
+    # The connector saves a link's state every PEER_POLL_INTERVAL: wait for a save after the sync.
+    wait_until(lambda: status(a)["peers"][0]["cursor"] >= on_b["iteration"], 5, lambda: str(status(a)))
+    wait_until(lambda: status(a)["peers"][0]["connected"], 5, lambda: str(status(a)))
     peer = status(a)["peers"][0]
-    assert peer["connected"] is True
     assert peer["remote_node"] == node_name(b)
     assert peer["prefixes"] == [p]
     assert peer["last_error"] == ""
-    wait_until(lambda: status(a)["peers"][0]["cursor"] >= on_b["iteration"], 5, lambda: str(status(a)))
     assert state(a, p) == state(b, p)
+
+
+# ----------------------------------------------------------------------------------------------
+# Convergence, and no loops
+
+
+TOPICS = 10
+OPS_PER_NODE = 40
+ORIGINS = ("alice", "bob", "carol")
+#: Few distinct dates, so that writes on different nodes often carry the same date.
+DATES = [BASE_DATE + step * 1000 for step in range(6)]
+
+
+def hammer(node: LiveNode, prefix: str, seed: int) -> set[str]:
+    """Random writes and deletes on ``node`` (equal dates, different origins); the event ids."""
+    rng = random.Random(seed)
+    ids = set()
+    for _ in range(OPS_PER_NODE):
+        path = f"{prefix}/t{rng.randrange(TOPICS)}"
+        uid, date = rng.choice(ORIGINS), rng.choice(DATES)
+        if rng.random() < 0.2:
+            ids.add(delete(node, path, uid=uid, date=date)["id"])
+        else:
+            ids.add(write(node, path, f"{uid}@{date} on {node_name(node)}", uid=uid, date=date)["id"])
+    return ids
+
+
+@pytest.mark.parametrize("topology", ["chain", "triangle"])
+def test_concurrent_writes_on_every_node_converge_and_nothing_circulates(
+    make_node: Callable[..., LiveNode], topology: str
+) -> None:
+    a, b, c = (start_node(make_node, f"{topology}-{n}") for n in "abc")
+    p = unique_prefix(topology)
+    link(a, b, p)
+    link(b, c, p)
+    if topology == "triangle":
+        link(c, a, p)
+    with ThreadPoolExecutor(3) as pool:
+        written = set().union(*pool.map(hammer, [a, b, c], [p] * 3, [1, 2, 3]))
+
+    converged = wait_converged([a, b, c], p)
+    assert set(converged) <= {f"{p}/t{i}" for i in range(TOPICS)}
+    assert set(converged.values()) <= written
+    # Every node stored every event exactly once, and the logs stop growing: an event travels
+    # each link at most once and is never stored again, so nothing circulates.
+    time.sleep(1.0)
+    heads = [head(node) for node in (a, b, c)]
+    time.sleep(1.0)
+    for node, before in zip((a, b, c), heads, strict=True):
+        assert event_count(node) == len(written)
+        assert head(node) == before == len(written)
+
+
+# ----------------------------------------------------------------------------------------------
+# Resync
+
+
+RESYNC_EVENTS = 10_000
+RESYNC_CONCURRENCY = 16
+
+
+async def write_many(node: LiveNode, prefix: str, count: int) -> None:
+    """``count`` POSTs to distinct topics, RESYNC_CONCURRENCY at a time."""
+    headers = {**bearer(writer_token("bulk")), "Content-Type": "text/plain"}
+    queue = iter(range(count))
+    async with httpx.AsyncClient(base_url=node.url, headers=headers, timeout=60) as client:
+
+        async def worker() -> None:
+            for i in queue:
+                response = await client.post(f"/raw/{prefix}/n{i}", content=f"value {i}".encode())
+                assert response.status_code == 200, response.text
+
+        await asyncio.gather(*(worker() for _ in range(RESYNC_CONCURRENCY)))
+
+
+def test_a_killed_node_resyncs_from_its_cursor_and_writes_on_both_sides_merge(
+    make_node: Callable[..., LiveNode],
+) -> None:
+    a, b = start_node(make_node, "resync-a"), start_node(make_node, "resync-b")
+    p = unique_prefix("resync")
+    link(b, a, p)
+    for i in range(5):
+        write(a, f"{p}/early{i}", "before the outage")
+    wait_converged([a, b], p)
+    wait_until(lambda: status(b)["peers"][0]["cursor"] >= head(a), 5, lambda: str(status(b)))
+    cursor_before = status(b)["peers"][0]["cursor"]
+    assert cursor_before > 0
+
+    b.kill()
+    asyncio.run(write_many(a, p, RESYNC_EVENTS))
+    b.start()
+    on_b = write(b, f"{p}/written-on-b", "while catching up")
+
+    converged = wait_converged([a, b], p, deadline=120)
+    assert len(converged) == 5 + RESYNC_EVENTS + 1
+    assert converged[on_b["path"]] == on_b["id"]
+    link_state = status(b)["peers"][0]
+    assert link_state["resumed_from"] >= cursor_before  # from its cursor, not from zero
+    assert event_count(b) == event_count(a) == 5 + RESYNC_EVENTS + 1
+
+    # The other side down: writes on the surviving node are kept and merged when it returns.
+    a.kill()
+    while_down = write(b, f"{p}/while-a-down", "A is down")
+    a.start()
+    assert wait_converged([a, b], p, deadline=30)[while_down["path"]] == while_down["id"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Sharding by interest
+
+
+def test_a_node_stores_only_the_prefixes_it_asked_for_plus_its_own_writes(
+    make_node: Callable[..., LiveNode],
+) -> None:
+    a, b = start_node(make_node, "shard-a"), start_node(make_node, "shard-b")
+    wanted, other, local = unique_prefix("wanted"), unique_prefix("other"), unique_prefix("local")
+    link(b, a, wanted)
+    write(a, f"{wanted}/x", "replicated")
+    write(a, f"{other}/y", "stays on A")
+    write(b, f"{local}/z", "stays on B")
+    write(b, f"{wanted}/from-b", "replicated back")
+    wait_converged([a, b], wanted)
+    assert set(state(b, wanted)) == {f"{wanted}/x", f"{wanted}/from-b"}
+    time.sleep(1.0)  # several heartbeats: nothing else arrives
+    assert state(b, other) == {}
+    assert state(a, local) == {}
+    assert set(state(b)) == {f"{wanted}/x", f"{wanted}/from-b", f"{local}/z"}
+
+
+# ----------------------------------------------------------------------------------------------
+# Credentials
+
+
+def ws_url(node: LiveNode) -> str:
+    return f"ws://127.0.0.1:{node.port}/replicate/"
+
+
+def hello(node: str, want: list[str]) -> str:
+    return json.dumps({"type": "hello", "node": node, "want": want, "since": 0, "resume": []})
+
+
+async def refused_status(node: LiveNode, token: str | None) -> tuple[int, dict[str, object]]:
+    headers = bearer(token) if token else {}
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(ws_url(node), additional_headers=headers):
+            pass
+    return refused.value.response.status_code, json.loads(refused.value.response.body or b"{}")
+
+
+async def closed_with(websocket: ClientConnection) -> tuple[list[dict[str, object]], int | None]:
+    """Frames until the node closes the socket, and its close code."""
+    frames = []
+    with contextlib.suppress(ConnectionClosed):
+        async with asyncio.timeout(DEADLINE):
+            async for message in websocket:
+                assert isinstance(message, str)
+                frames.append(json.loads(message))
+    return frames, websocket.close_code
+
+
+async def test_the_replication_endpoint_needs_a_node_credential_and_enforces_its_prefixes(
+    make_node: Callable[..., LiveNode],
+) -> None:
+    a = start_node(make_node, "guard-a")
+    allowed, forbidden = unique_prefix("allowed"), unique_prefix("forbidden")
+    credential = a.manage("spread_token", "--node", "intruder", "--prefix", allowed).strip()
+
+    assert (await refused_status(a, None))[0] == 401
+    status_code, body = await refused_status(a, writer_token("a-device"))  # not a node credential
+    assert (status_code, body["error"]) == (401, "authentication_failed")
+
+    # Asking for a prefix the credential does not cover: an error frame, then close 4403.
+    async with connect(ws_url(a), additional_headers=bearer(credential)) as websocket:
+        await websocket.send(hello("intruder", [forbidden]))
+        frames, code = await closed_with(websocket)
+    assert frames[-1]["type"] == "error" and frames[-1]["code"] == "forbidden"
+    assert code == 4403
+
+    # Claiming another node's name: refused the same way.
+    async with connect(ws_url(a), additional_headers=bearer(credential)) as websocket:
+        await websocket.send(hello("someone-else", [allowed]))
+        frames, code = await closed_with(websocket)
+    assert code == 4403
+
+    # Pushing an entry outside the credential's prefixes: refused, and nothing is stored.
+    async with connect(ws_url(a), additional_headers=bearer(credential)) as websocket:
+        await websocket.send(hello("intruder", [allowed]))
+        their_hello = json.loads(await websocket.recv())
+        assert their_hello["type"] == "hello" and their_hello["want"] == [allowed]
+        entry = {
+            "kind": "write",
+            "iteration": 1,
+            "id": "0" * 32,
+            "path": f"{forbidden}/x",
+            "from": "intruder",
+            "date": BASE_DATE,
+            "content_type": "text/plain",
+            "deleted": False,
+            "is_blob": False,
+            "aborted": False,
+            "size": 3,
+            "complete": True,
+            "sha256": "",
+            "value_b64": "YmFk",
+        }
+        await websocket.send(json.dumps({"type": "events", "entries": [entry], "upto": 1, "head": 1}))
+        frames, code = await closed_with(websocket)
+    assert code == 4403
+    assert any(f.get("code") == "forbidden_path" for f in frames)
+    assert state(a, forbidden) == {}
+    assert event_count(a) == 0

@@ -136,12 +136,10 @@ class Session:
             await self.transport.send_text(dumps(frame))
 
     async def send_hello(self) -> None:
-        """Announce this end: what it wants, from where, and the uploads it is still receiving."""
+        """Announce this end: its name, what it wants, and from where in the other's log."""
         assert self.want is not None  # set by the caller or by want_from_hello
-        remote = self.state.remote_node
         self.cursor_key = cursor_key(self.cursor_name, self.want)
         since = await in_thread_pool(apply.cursor)(self.cursor_key)
-        uploads = await in_thread_pool(log.blob_events)(self.want, remote) if remote else []
         self.hello_sent = True
         self.state.resumed_from = since
         await self.send(
@@ -151,8 +149,15 @@ class Session:
                 "node": spread_settings.NODE_NAME,
                 "want": self.want,
                 "since": since,
-                "resume": [{"id": e.event_id, "offset": e.size} for e in uploads],
             }
+        )
+
+    async def send_resume(self) -> None:
+        """Ask for the rest of the uploads this end was receiving from the peer when a previous
+        connection dropped (known once the peer's hello said who it is)."""
+        uploads = await in_thread_pool(log.blob_events)(self.want, self.state.remote_node)
+        await self.send(
+            {"type": "resume", "uploads": [{"id": e.event_id, "offset": e.size} for e in uploads]}
         )
 
     def spawn(self, coroutine: Awaitable[Any]) -> asyncio.Task[Any]:
@@ -235,6 +240,8 @@ class Session:
             await self.on_hello(frame)
         elif kind == "events":
             await self.on_events(frame)
+        elif kind == "resume":
+            await self.on_resume(frame)
         elif kind == "blob_end":
             size, sha256 = _iteration(frame.get("size"), "size"), frame.get("sha256")
             if not isinstance(sha256, str):
@@ -295,9 +302,16 @@ class Session:
         self.serving = True
         self.spawn(self.transport.watch(self.serve_prefixes, self.wake))
         self.spawn(self.serve(since))
-        for resume in frame.get("resume") or []:
-            if isinstance(resume, dict):
-                self.stream_bytes(self._frame_id(resume), _iteration(resume.get("offset"), "offset"))
+        await self.send_resume()
+
+    async def on_resume(self, frame: dict[str, Any]) -> None:
+        if not self.serving:
+            raise InvalidFrame("resume before hello.")
+        uploads = frame.get("uploads")
+        if not isinstance(uploads, list) or not all(isinstance(upload, dict) for upload in uploads):
+            raise InvalidFrame("resume needs a list of uploads.")
+        for upload in uploads:
+            self.stream_bytes(self._frame_id(upload), _iteration(upload.get("offset"), "offset"))
 
     async def on_events(self, frame: dict[str, Any]) -> None:
         if not self.hello_sent or self.want is None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import random
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -24,6 +26,7 @@ from .cluster import (
     head,
     link,
     node_name,
+    query,
     start_node,
     state,
     status,
@@ -190,7 +193,7 @@ def ws_url(node: LiveNode) -> str:
 
 
 def hello(node: str, want: list[str]) -> str:
-    return json.dumps({"type": "hello", "node": node, "want": want, "since": 0, "resume": []})
+    return json.dumps({"type": "hello", "node": node, "want": want, "since": 0})
 
 
 async def refused_status(node: LiveNode, token: str | None) -> tuple[int, dict[str, object]]:
@@ -263,3 +266,125 @@ async def test_the_replication_endpoint_needs_a_node_credential_and_enforces_its
     assert any(f.get("code") == "forbidden_path" for f in frames)
     assert state(a, forbidden) == {}
     assert event_count(a) == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Big values
+
+
+MIB = 1024 * 1024
+BIG_VALUE = 100 * MIB
+PIECE = MIB
+
+
+def piece(index: int) -> bytes:
+    """Deterministic, incompressible-looking megabyte number ``index`` of a big value."""
+    return hashlib.sha256(str(index).encode()).digest() * (PIECE // 32)
+
+
+class PausedUpload:
+    """A streamed POST of ``size`` bytes that stops after ``pause_at`` bytes until ``resume()``."""
+
+    def __init__(self, node: LiveNode, path: str, size: int, pause_at: int) -> None:
+        self.node, self.path, self.size, self.pause_at = node, path, size, pause_at
+        self.paused = threading.Event()
+        self.resumed = threading.Event()
+        self.digest = hashlib.sha256()
+        self.report: dict[str, object] = {}
+        self.thread = threading.Thread(target=self.run)
+
+    def body(self) -> Iterator[bytes]:
+        for index in range(self.size // PIECE):
+            if index * PIECE == self.pause_at:
+                self.paused.set()
+                self.resumed.wait(120)
+            data = piece(index)
+            self.digest.update(data)
+            yield data
+
+    def run(self) -> None:
+        headers = {**bearer(writer_token("uploader")), "Content-Type": "application/octet-stream"}
+        response = httpx.post(
+            f"{self.node.url}/raw/{self.path}", content=self.body(), headers=headers, timeout=300
+        )
+        self.report = response.json()
+
+    def __enter__(self) -> PausedUpload:
+        self.thread.start()
+        assert self.paused.wait(120), "the upload did not reach its pause"
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.resumed.set()
+        self.thread.join(300)
+
+
+def first_bytes(node: LiveNode, path: str, count: int) -> bytes:
+    """The first ``count`` bytes of the node's value at ``path`` (waiting for them to arrive)."""
+    with httpx.stream("GET", f"{node.url}/raw/{path}", timeout=60) as response:
+        assert response.status_code == 200, response.read()
+        received = b""
+        for data in response.iter_bytes():
+            received += data
+            if len(received) >= count:
+                return received[:count]
+    raise AssertionError(f"the value ended after {len(received)} bytes")
+
+
+def sha256_of(node: LiveNode, path: str) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with httpx.stream("GET", f"{node.url}/raw/{path}", timeout=120) as response:
+        assert response.status_code == 200
+        for data in response.iter_bytes():
+            digest.update(data)
+            size += len(data)
+    return digest.hexdigest(), size
+
+
+def completed(node: LiveNode, event_id: str) -> bool:
+    rows = query(node, f"SELECT complete FROM spread_core_event WHERE event_id = '{event_id}'")
+    return bool(rows) and bool(rows[0][0])
+
+
+def wait_for_topic(node: LiveNode, path: str) -> None:
+    wait_until(lambda: path in state(node), 10, lambda: f"{path} never reached {node_name(node)}")
+
+
+def test_a_big_upload_is_readable_on_the_peer_before_it_ends_and_arrives_identical(
+    make_node: Callable[..., LiveNode],
+) -> None:
+    a, b = start_node(make_node, "blob-a"), start_node(make_node, "blob-b")
+    p = unique_prefix("blob")
+    link(b, a, p)
+    path = f"{p}/video"
+    with PausedUpload(a, path, BIG_VALUE, pause_at=BIG_VALUE // 4) as upload:
+        # A quarter is uploaded and the upload is held: B already serves its first bytes.
+        wait_for_topic(b, path)
+        assert first_bytes(b, path, 2 * PIECE) == piece(0) + piece(1)
+        assert upload.report == {}  # still in progress
+    assert upload.report["status"] == "ok"
+    expected = upload.digest.hexdigest()
+    assert sha256_of(a, path) == (expected, BIG_VALUE)
+    wait_until(lambda: completed(b, str(upload.report["id"])), 60, lambda: "B never completed its copy")
+    assert sha256_of(b, path) == (expected, BIG_VALUE)
+
+
+def test_a_link_that_drops_mid_blob_resumes_it_and_never_serves_it_truncated(
+    make_node: Callable[..., LiveNode],
+) -> None:
+    a, b = start_node(make_node, "drop-a"), start_node(make_node, "drop-b")
+    p = unique_prefix("drop")
+    link(b, a, p)
+    path = f"{p}/archive"
+    size = 40 * MIB
+    with PausedUpload(a, path, size, pause_at=size // 2) as upload:
+        wait_for_topic(b, path)
+        assert first_bytes(b, path, PIECE) == piece(0)
+        b.kill()  # the link drops with B holding part of the value
+        assert query(b, "SELECT COUNT(*) FROM spread_core_blobchunk")[0][0] > 0
+        assert query(b, "SELECT COUNT(*) FROM spread_core_event WHERE complete")[0][0] == 0
+        b.start()
+    assert upload.report["status"] == "ok"
+    expected = upload.digest.hexdigest()
+    # B's readers wait for the rest instead of getting a truncated value; the copy is exact.
+    assert sha256_of(b, path) == (expected, size)

@@ -8,10 +8,12 @@ Django's plain ASGI handler) ``post`` reads the already received body here.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
+from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from drf_spectacular.openapi import AutoSchema
@@ -32,6 +34,7 @@ from spread_core.conf import spread_settings
 from spread_core.exceptions import FeatureDisabled, InvalidHeader, TopicNotFound, ValueTooLarge
 from spread_core.models import Event
 from spread_core.paths import TopicPath, raw_remainder
+from spread_core.replication import read_through
 from spread_core.store import DEFAULT_CONTENT_TYPE, WriteRequest
 
 from . import headers
@@ -90,6 +93,23 @@ def raw_topic(request: HttpRequest, topic: str) -> bytes:
     if not raw:
         return "/".join(quote(segment, safe="") for segment in topic.split("/")).encode("ascii")
     return raw_remainder(request.path, raw, topic)
+
+
+def _streamed(request: Request, chunks: Iterator[bytes]) -> Iterator[bytes] | AsyncIterator[bytes]:
+    """A blocking iterator of bytes as the server wants it: as is under WSGI; under ASGI, an async
+    iterator that takes each chunk on the thread pool (so the event loop never blocks)."""
+    if not isinstance(request._request, ASGIRequest):
+        return chunks
+
+    def take() -> bytes | None:
+        return next(chunks, None)
+
+    async def chunks_off_loop() -> AsyncIterator[bytes]:
+        take_off_loop = sync_to_async(take, thread_sensitive=False)
+        while (chunk := await take_off_loop()) is not None:
+            yield chunk
+
+    return chunks_off_loop()
 
 
 def value_headers(event: Event) -> dict[str, str]:
@@ -171,7 +191,13 @@ class RawTopicView(SpreadAPIView):
         parameters=[OpenApiParameter("If-None-Match", str, OpenApiParameter.HEADER)],
     )
     def get(self, request: Request, topic: str = "") -> HttpResponse | StreamingHttpResponse:
-        current = self._current(request)
+        try:
+            current = self._current(request)
+        except TopicNotFound:
+            remote = read_through.fetch(self.topic_path)
+            if remote is None:
+                raise
+            return StreamingHttpResponse(_streamed(request, remote.chunks()), headers=remote.headers)
         if isinstance(current, HttpResponse):
             return current
         value = reader.ValueReader(current)

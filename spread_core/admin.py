@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin
 
 from .models import Event, Peer, Topic
+from .replication.peers import InvalidPeer, canonical_prefixes, normalise_url
 from .replication.status import peer_cursor
 
 
@@ -41,9 +45,35 @@ class EventAdmin(admin.ModelAdmin):
         return False
 
 
+class PeerForm(forms.ModelForm):
+    """The same validation as ``ensure_remote`` and ``spread_peer``."""
+
+    class Meta:
+        model = Peer
+        fields = ["url", "token", "prefixes", "enabled"]
+
+    def clean_url(self) -> str:
+        return self._valid(normalise_url, self.cleaned_data["url"])
+
+    def clean_prefixes(self) -> list[str]:
+        prefixes = self.cleaned_data["prefixes"]
+        if not isinstance(prefixes, list) or not all(isinstance(p, str) for p in prefixes):
+            raise forms.ValidationError('A JSON list of path prefixes, e.g. ["sensors", "config/app"].')
+        return self._valid(canonical_prefixes, prefixes)
+
+    @staticmethod
+    def _valid(check: Any, value: Any) -> Any:
+        try:
+            return check(value)
+        except InvalidPeer as exc:
+            raise forms.ValidationError(exc.detail) from exc
+
+
 @admin.register(Peer)
 class PeerAdmin(admin.ModelAdmin):
     """Outgoing replication links; the connector of a running node follows changes made here."""
+
+    form = PeerForm
 
     list_display = [
         "url",

@@ -65,6 +65,11 @@ DEFAULTS: dict[str, Any] = {
     "RECONNECT_MAX_BACKOFF": 10.0,
     # Run the outgoing peer links in `spread_node` (turn off on all but one process of a node).
     "CONNECTOR": True,
+    # On a local miss for a path no peer link replicates here, GET it from the peers (passed on,
+    # not stored).
+    "READ_THROUGH": False,
+    # Seconds a read-through waits for a peer to answer.
+    "READ_THROUGH_TIMEOUT": 5.0,
 }
 
 IMPORT_STRINGS = frozenset({"ACCESS_POLICY"})

@@ -223,6 +223,12 @@ class Peer(models.Model):
     resumed_from = models.BigIntegerField(
         default=0, editable=False, help_text="Cursor the last connection resumed from (peer iteration)."
     )
+    entries_sent = models.BigIntegerField(
+        default=0, editable=False, help_text="Log entries sent (this connection)."
+    )
+    entries_received = models.BigIntegerField(
+        default=0, editable=False, help_text="Log entries received (this connection)."
+    )
 
     class Meta:
         ordering = ["url"]

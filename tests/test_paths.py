@@ -13,6 +13,7 @@ from spread_core.paths import (
     TopicPath,
     canonical_ancestors,
     covers_canonical,
+    intersect_prefixes,
 )
 
 # --- parsing ----------------------------------------------------------------------------------
@@ -249,3 +250,12 @@ def test_canonical_ancestors() -> None:
     assert canonical_ancestors("") == [""]
     assert canonical_ancestors("a") == ["", "a"]
     assert canonical_ancestors("a/b%2Fc/d") == ["", "a", "a/b%2Fc", "a/b%2Fc/d"]
+
+
+def test_intersect_prefixes_keeps_what_both_lists_cover() -> None:
+    assert intersect_prefixes(["a", "b/c"], None) == ["a", "b/c"]
+    assert intersect_prefixes(["a"], ["a/x", "a/y", "b"]) == ["a/x", "a/y"]
+    assert intersect_prefixes(["a/x/1", "c"], ["a"]) == ["a/x/1"]
+    assert intersect_prefixes([""], ["a", "b"]) == ["a", "b"]
+    assert intersect_prefixes(["a"], []) == []
+    assert intersect_prefixes(["ab"], ["a"]) == []  # "a" does not cover "ab"

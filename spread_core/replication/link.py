@@ -159,6 +159,8 @@ class Link:
             "last_error": self.last_error,
             "remote_node": state.remote_node if state and state.remote_node else self.config.remote_node,
             "resumed_from": state.resumed_from if state else 0,
+            "entries_sent": state.entries_sent if state else 0,
+            "entries_received": state.entries_received if state else 0,
             "lag_events": state.lag_events if state else 0,
             "lag_seconds": state.lag_seconds if state else 0.0,
             "last_seen": int(state.last_seen * 1_000_000) if state else 0,

@@ -19,6 +19,8 @@ FRAME_VALUE_BYTES = 256 * 1024
 
 def prefixes_filter(prefixes: list[str], field: str) -> Q:
     """Rows whose ``field`` path is under any of ``prefixes``."""
+    if "" in prefixes:
+        return Q()  # the root covers everything (and an empty Q would vanish from an OR)
     query = Q(pk__in=[])
     for prefix in prefixes:
         query |= under_filter(prefix, field)

@@ -86,6 +86,8 @@ class LinkState:
 
     remote_node: str = ""
     resumed_from: int = 0
+    entries_sent: int = 0
+    entries_received: int = 0
     lag_events: int = 0
     caught_up_at: float = field(default_factory=time.monotonic)
     last_seen: float = 0.0
@@ -187,6 +189,7 @@ class Session:
                 if reset:
                     frame["reset"], reset = True, False
                 await self.send(frame)
+                self.state.entries_sent += len(entries)
                 sent_upto = upto
                 for entry in entries:
                     if entry["kind"] == "write" and entry["is_blob"] and not entry["aborted"]:
@@ -322,6 +325,7 @@ class Session:
         upto, head = _iteration(frame.get("upto"), "upto"), _iteration(frame.get("head"), "head")
         run = in_thread_pool(apply.apply_entries)
         await run(self.cursor_key, self.state.remote_node, self.want, entries, upto)
+        self.state.entries_received += len(entries)
         self.state.lag_events = max(0, head - upto)
         if self.state.lag_events == 0:
             self.state.caught_up_at = time.monotonic()

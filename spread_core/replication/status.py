@@ -37,6 +37,8 @@ def link_status() -> dict[str, Any]:
                 "connected": peer.connected,
                 "cursor": peer_cursor(peer),
                 "resumed_from": peer.resumed_from,
+                "entries_sent": peer.entries_sent,
+                "entries_received": peer.entries_received,
                 "lag_events": peer.lag_events,
                 "lag_seconds": peer.lag_seconds,
                 "last_error": peer.last_error,

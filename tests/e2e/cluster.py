@@ -24,18 +24,20 @@ STATE_QUERY = (
 
 
 def start_node(make_node: Callable[..., LiveNode], name: str, **env: str) -> LiveNode:
-    return make_node(name, DJANGO_SETTINGS_MODULE=REPLICATION_SETTINGS, **env)
+    return make_node(name, **{"DJANGO_SETTINGS_MODULE": REPLICATION_SETTINGS, **env})
 
 
 def node_name(node: LiveNode) -> str:
     return node.env["SPREAD_NODE_NAME"]
 
 
-def link(node: LiveNode, peer: LiveNode, *prefixes: str) -> None:
+def link(node: LiveNode, peer: LiveNode, *prefixes: str, credential: list[str] | None = None) -> None:
     """``node`` gets a link to ``peer`` for ``prefixes`` (none: everything), with a credential the
-    peer issues for it: ``spread_token --node`` on the peer, ``spread_peer add`` on the node."""
+    peer issues for it (for ``credential`` prefixes, default the same): ``spread_token --node`` on
+    the peer, ``spread_peer add`` on the node."""
     prefix_args = ["--prefix", *prefixes] if prefixes else []
-    token = peer.manage("spread_token", "--node", node_name(node), *prefix_args).strip()
+    credential_args = prefix_args if credential is None else ["--prefix", *credential]
+    token = peer.manage("spread_token", "--node", node_name(node), *credential_args).strip()
     node.manage("spread_peer", "add", f"{peer.url}/", "--token", token, *prefix_args)
 
 

@@ -15,16 +15,16 @@ from __future__ import annotations
 import json
 import random
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tests.e2e.writer_process import wait_for_go
+
 BASE_DATE = 1_764_130_000_000_000
 STEP = 1000
-GO_TIMEOUT = 120.0
 DELETE_SHARE = 0.12
 TIE_SHARE = 0.15
 
@@ -36,14 +36,6 @@ def topics(prefix: str, count: int) -> list[str]:
 
 def tie_topics(prefix: str) -> list[str]:
     return [f"{prefix}/tie/0", f"{prefix}/tie/1"]
-
-
-def wait_for_go(sync_dir: Path) -> None:
-    deadline = time.monotonic() + GO_TIMEOUT
-    while not (sync_dir / "go").exists():
-        if time.monotonic() > deadline:
-            raise SystemExit("no go signal")
-        time.sleep(0.01)
 
 
 def main(config: dict[str, Any]) -> None:

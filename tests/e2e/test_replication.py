@@ -34,7 +34,7 @@ from .cluster import (
     wait_until,
     write,
 )
-from .realtime import BASE_DATE, DEADLINE, bearer, unique_prefix, writer_token
+from .realtime import BASE_DATE, DEADLINE, bearer, open_ws, unique_prefix, writer_token
 
 pytestmark = pytest.mark.e2e
 
@@ -106,6 +106,11 @@ def test_concurrent_writes_on_every_node_converge_and_nothing_circulates(
     for node, before in zip((a, b, c), heads, strict=True):
         assert event_count(node) == len(written)
         assert head(node) == before == len(written)
+    # Each link carried each event at most once in each direction (its client's counters).
+    for node in (a, b, c):
+        for peer in status(node)["peers"]:
+            assert peer["entries_sent"] <= len(written), peer
+            assert peer["entries_received"] <= len(written), peer
 
 
 # ----------------------------------------------------------------------------------------------
@@ -147,12 +152,19 @@ def test_a_killed_node_resyncs_from_its_cursor_and_writes_on_both_sides_merge(
     asyncio.run(write_many(a, p, RESYNC_EVENTS))
     b.start()
     on_b = write(b, f"{p}/written-on-b", "while catching up")
+    # A crash in the middle of the catch-up: batches are applied atomically with the cursor, so
+    # the next connection re-sends at most one batch and nothing is skipped.
+    wait_until(lambda: event_count(b) >= RESYNC_EVENTS // 10, 60, lambda: "B does not catch up")
+    b.kill()
+    b.start()
 
     converged = wait_converged([a, b], p, deadline=120)
     assert len(converged) == 5 + RESYNC_EVENTS + 1
     assert converged[on_b["path"]] == on_b["id"]
     link_state = status(b)["peers"][0]
-    assert link_state["resumed_from"] >= cursor_before  # from its cursor, not from zero
+    # From its cursor, not from zero: past the events it had before the outage and the batches
+    # it applied before the second kill.
+    assert link_state["resumed_from"] > cursor_before + RESYNC_EVENTS // 20
     assert event_count(b) == event_count(a) == 5 + RESYNC_EVENTS + 1
 
     # The other side down: writes on the surviving node are kept and merged when it returns.
@@ -388,3 +400,60 @@ def test_a_link_that_drops_mid_blob_resumes_it_and_never_serves_it_truncated(
     expected = upload.digest.hexdigest()
     # B's readers wait for the rest instead of getting a truncated value; the copy is exact.
     assert sha256_of(b, path) == (expected, size)
+
+
+# ----------------------------------------------------------------------------------------------
+# Read-through
+
+
+def test_read_through_fetches_a_path_the_node_does_not_hold_from_a_peer_without_storing_it(
+    make_node: Callable[..., LiveNode],
+) -> None:
+    a = start_node(make_node, "through-a")
+    b = start_node(make_node, "through-b", DJANGO_SETTINGS_MODULE="tests.node_settings_read_through")
+    plain = start_node(make_node, "through-plain")
+    held, elsewhere = unique_prefix("held"), unique_prefix("elsewhere")
+    # B's credential also lets it read `elsewhere`, which its link does not replicate.
+    link(b, a, held, credential=[held, elsewhere])
+    link(plain, a, held, credential=[held, elsewhere])
+    remote = write(a, f"{elsewhere}/doc", "only on A")
+
+    response = httpx.get(f"{b.url}/raw/{elsewhere}/doc", timeout=30)
+    assert response.status_code == 200
+    assert response.text == "only on A"
+    assert response.headers["ETag"] == f'"{remote["id"]}"'
+    assert response.headers["X-Spread-Read-Through"] == f"{a.url}/"
+    assert state(b, elsewhere) == {}  # passed on, not stored
+
+    assert httpx.get(f"{b.url}/raw/{elsewhere}/missing", timeout=30).status_code == 404
+    # Without READ_THROUGH a miss is a 404, and a path the node replicates is answered locally.
+    assert httpx.get(f"{plain.url}/raw/{elsewhere}/doc", timeout=30).status_code == 404
+    assert httpx.get(f"{b.url}/raw/{held}/not-yet", timeout=30).status_code == 404
+
+
+# ----------------------------------------------------------------------------------------------
+# Managing links on a running node
+
+
+async def test_a_link_without_prefixes_carries_everything_live_and_removing_it_stops_it(
+    make_node: Callable[..., LiveNode],
+) -> None:
+    a, b = start_node(make_node, "whole-a"), start_node(make_node, "whole-b")
+    one, two = unique_prefix("one"), unique_prefix("two")
+    await asyncio.to_thread(link, b, a)  # no prefix: everything
+    assert "[/]" in await asyncio.to_thread(b.manage, "spread_peer", "list")
+
+    async with open_ws(b, one) as subscriber:
+        await subscriber.catch_up()
+        written = await asyncio.to_thread(write, a, f"{one}/x", "to a websocket on B")
+        update = await subscriber.update()  # delivered on B like a local write
+        assert (update["id"], update["value"]) == (written["id"], "to a websocket on B")
+    await asyncio.to_thread(write, a, f"{two}/y", "another subtree")
+    await asyncio.to_thread(wait_converged, [a, b], "")
+
+    await asyncio.to_thread(b.manage, "spread_peer", "remove", f"{a.url}/")
+    assert "No peers." in await asyncio.to_thread(b.manage, "spread_peer", "list")
+    await asyncio.sleep(1.0)  # several PEER_POLL_INTERVALs: the running node dropped the link
+    after = await asyncio.to_thread(write, a, f"{one}/after", "not replicated any more")
+    await asyncio.sleep(1.0)
+    assert after["path"] not in await asyncio.to_thread(state, b)

@@ -1,10 +1,11 @@
-"""Parsing of Spread's request headers; anything malformed raises ``InvalidHeader`` (400)."""
+"""Parsing of Spread's request headers and query parameters; anything malformed raises
+``InvalidHeader`` or ``InvalidParameter`` (400)."""
 
 from __future__ import annotations
 
 import re
 
-from spread_core.exceptions import InvalidHeader
+from spread_core.exceptions import InvalidHeader, InvalidParameter
 
 MAX_INT64 = 2**63 - 1
 MAX_CONTENT_TYPE_LENGTH = 255
@@ -74,4 +75,13 @@ def parse_content_length(value: str | None) -> int | None:
         return None
     if not value.isdigit():
         raise InvalidHeader("Content-Length must be a non-negative integer.")
+    return int(value)
+
+
+def parse_count(value: str | None, name: str) -> int | None:
+    """A non-negative integer query parameter (iteration, date, limit); None when absent."""
+    if value is None:
+        return None
+    if not value.isascii() or not value.isdigit() or int(value) > MAX_INT64:
+        raise InvalidParameter(f"{name} must be a non-negative integer.")
     return int(value)

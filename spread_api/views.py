@@ -174,7 +174,15 @@ class RawTopicView(SpreadAPIView):
         )
 
     def _current(self, request: Request) -> Event | HttpResponse:
-        event = reader.current_event(self.topic_path.require_topic())
+        """The current event, or with ``?at=<iteration>`` / ``?at_date=<µs>`` the one as of then."""
+        at = headers.parse_count(request.query_params.get("at"), "at")
+        at_date = headers.parse_count(request.query_params.get("at_date"), "at_date")
+        path = self.topic_path.require_topic()
+        if at is None and at_date is None:
+            event = reader.current_event(path)
+        else:
+            topic = reader.topic_at(path)
+            event = None if topic is None else reader.event_as_of(topic, at=at, at_date=at_date)
         if event is None:
             raise TopicNotFound()
         if_none_match = headers.parse_if_none_match(request.headers.get("If-None-Match"))
@@ -188,13 +196,18 @@ class RawTopicView(SpreadAPIView):
             304: OpenApiResponse(description="Not modified"),
             404: ERROR_SCHEMA,
         },
-        parameters=[OpenApiParameter("If-None-Match", str, OpenApiParameter.HEADER)],
+        parameters=[
+            OpenApiParameter("If-None-Match", str, OpenApiParameter.HEADER),
+            OpenApiParameter("at", int, description="The value as of this iteration of the node's log."),
+            OpenApiParameter("at_date", int, description="The value as of this event date (µs)."),
+        ],
     )
     def get(self, request: Request, topic: str = "") -> HttpResponse | StreamingHttpResponse:
         try:
             current = self._current(request)
         except TopicNotFound:
-            remote = read_through.fetch(self.topic_path)
+            as_of = {"at", "at_date"} & set(request.query_params)
+            remote = None if as_of else read_through.fetch(self.topic_path)
             if remote is None:
                 raise
             return StreamingHttpResponse(_streamed(request, remote.chunks()), headers=remote.headers)

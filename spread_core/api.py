@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, Callable, Iterable
+from contextlib import AbstractContextManager
 from typing import Any, NamedTuple
 
 from channels.db import database_sync_to_async
 
-from . import reader, store, writer
+from . import iteration, reader, store, writer
 from .conf import spread_settings
 from .exceptions import TopicNotFound
 from .fanout import silent_report
@@ -39,6 +40,7 @@ __all__ = [
     "post",
     "remove_remote",
     "subscribe",
+    "transaction",
 ]
 
 TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
@@ -134,6 +136,12 @@ async def apost(
     else:
         recorded = await database_sync_to_async(writer.write_value)(write, _pieces(value))
     return await database_sync_to_async(report)(recorded)
+
+
+def transaction() -> AbstractContextManager[None]:
+    """Make the writes inside ``with transaction():`` one transaction: all or none of them are
+    stored, and subscribers are rung after the commit."""
+    return iteration.write_transaction()
 
 
 def maybe_post(path: PathLike, value: ValueLike | Iterable[bytes], **kwargs: Any) -> PostReport:

@@ -31,6 +31,11 @@ class InvalidHeader(SpreadError):
     default_detail = "Invalid header."
 
 
+class InvalidParameter(SpreadError):
+    default_code = "invalid_parameter"
+    default_detail = "Invalid query parameter."
+
+
 class EmptyValue(SpreadError):
     default_code = "empty_body"
     default_detail = "A value needs a non-empty body; use DELETE to remove a topic."

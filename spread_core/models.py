@@ -77,6 +77,19 @@ class EventQuerySet(models.QuerySet["Event"]):
         """Events that can win: not aborted uploads."""
         return self.filter(aborted=False)
 
+    def as_of(self, iteration: int) -> EventQuerySet:
+        """Events that could win at ``iteration``: stored by then, and (an upload) complete by then."""
+        completed_by_then = models.Exists(
+            Change.objects.filter(event=models.OuterRef("pk"), kind=Change.COMPLETE, iteration__lte=iteration)
+        )
+        return (
+            self.live().filter(iteration__lte=iteration).filter(models.Q(is_blob=False) | completed_by_then)
+        )
+
+    def as_of_date(self, date: int) -> EventQuerySet:
+        """Complete events whose date is at most ``date`` (the merge clock, the same on every node)."""
+        return self.live().filter(date__lte=date, complete=True)
+
 
 class Event(models.Model):
     """One write to a topic (a value or a tombstone); never modified except an upload's progress."""
@@ -125,6 +138,18 @@ class Event(models.Model):
     @property
     def key(self) -> EventKey:
         return EventKey(self.date, self.origin)
+
+    def history_status(self, current_id: int | None) -> str:
+        """Where this event stands in its topic's history: ``aborted`` (an upload that broke off),
+        ``too_late`` (lost to the current value on arrival), ``current``, ``deleted`` (a tombstone
+        since superseded) or ``superseded``."""
+        if self.aborted:
+            return "aborted"
+        if self.too_late:
+            return "too_late"
+        if self.pk == current_id:
+            return "current"
+        return "deleted" if self.deleted else "superseded"
 
     def as_json(self) -> EventJSON:
         """The wire form of an event (HTTP, websocket, SSE and the Python API)."""

@@ -41,6 +41,25 @@ def current_event(path: TopicPath) -> Event | None:
     return None
 
 
+def topic_at(path: TopicPath) -> Topic | None:
+    return Topic.objects.filter(path_hash=path_hash(path.canonical)).first()
+
+
+def event_as_of(topic: Topic, *, at: int | None = None, at_date: int | None = None) -> Event | None:
+    """The event that was ``topic``'s value as of iteration ``at`` (this node's log) or as of event
+    date ``at_date`` (the merge clock); None when it had no value then (none yet, or a tombstone)."""
+    candidates = Event.objects.all()
+    if at is not None:
+        candidates = candidates.as_of(at)
+    if at_date is not None:
+        candidates = candidates.as_of_date(at_date)
+    event = store.best_event(topic, candidates)
+    if event is None or event.deleted:
+        return None
+    event.topic = topic
+    return event
+
+
 class ValueReader:
     """The bytes of one event's value, following the upload while it is still arriving."""
 

@@ -17,7 +17,7 @@ from .clock import MICROSECONDS, now_us
 from .conf import spread_settings
 from .exceptions import TopicExists, UploadAborted
 from .merge import EventKey, Outcome, decide, event_id, winner
-from .models import BlobChunk, Change, Event, Topic, path_hash
+from .models import BlobChunk, Change, Event, EventQuerySet, Topic, path_hash
 from .paths import TopicPath
 from .signals import event_accepted, upload_aborted
 from .types import PropagationEntry
@@ -216,15 +216,16 @@ def abort_upload(event: Event, reason: str) -> None:
     upload_aborted.send(sender=Event, event=event, reason=reason)
 
 
-def best_event(topic: Topic) -> Event | None:
-    """The live event of ``topic`` with the greatest (date, origin), by the merge rule."""
-    live = Event.objects.for_topic(topic).live()
+def best_event(topic: Topic, candidates: EventQuerySet | None = None) -> Event | None:
+    """The event of ``topic`` with the greatest (date, origin) by the merge rule, among
+    ``candidates`` (default: its live events)."""
+    live = Event.objects.for_topic(topic).live() if candidates is None else candidates.filter(topic=topic)
     latest = live.order_by("-date").values_list("date", flat=True).first()
     if latest is None:
         return None
-    candidates = {e.key: e for e in live.filter(date=latest)}
-    best = winner(candidates)
-    return candidates[best] if best else None
+    tied = {e.key: e for e in live.filter(date=latest)}
+    best = winner(tied)
+    return tied[best] if best else None
 
 
 def lease_expired(event: Event) -> bool:

@@ -1,0 +1,230 @@
+"""The history admin: topics by path prefix, each topic's timeline with previews, downloads and
+diffs, "restore this version", and rolling a whole subtree back to an iteration or a date, each
+with a confirmation page. Rollbacks need the ``rollback_topic`` permission."""
+
+from __future__ import annotations
+
+import difflib
+from datetime import UTC, datetime
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+
+from spread_core.clock import MICROSECONDS
+from spread_core.exceptions import SpreadError
+from spread_core.history import timeline
+from spread_core.models import Event
+from spread_core.paths import TopicPath
+from spread_core.reader import ValueReader
+
+from .models import TopicHistory
+from .preview import preview, text_of
+from .rollback import parse_point, plan_rollback, restore, rollback
+
+TIMELINE_PAGE = 200
+
+
+def as_datetime(date_us: int) -> datetime:
+    return datetime.fromtimestamp(date_us / MICROSECONDS, tz=UTC)
+
+
+@admin.register(TopicHistory)
+class TopicHistoryAdmin(admin.ModelAdmin):
+    """Browse topics (search = path prefix), open a topic's timeline, roll back."""
+
+    list_display = ["path_link", "current_origin", "last_update", "current_size", "changed"]
+    list_per_page = 100
+    show_full_result_count = False
+    search_fields = ["path"]
+    search_help_text = "Path prefix, e.g. sensors/plant-3"
+    timeline_template = "spread_history/timeline.html"
+    restore_template = "spread_history/restore_confirm.html"
+    rollback_template = "spread_history/rollback.html"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TopicHistory]:
+        return super().get_queryset(request).select_related("current")
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[TopicHistory], search_term: str
+    ) -> tuple[QuerySet[TopicHistory], bool]:
+        """A search is a path prefix, compared byte for byte (``Topic.objects.under``)."""
+        if not search_term.strip():
+            return queryset, False
+        try:
+            prefix = TopicPath.from_canonical(search_term.strip().strip("/"))
+        except SpreadError:
+            return queryset.none(), False
+        return queryset.filter(pk__in=TopicHistory.objects.under(prefix).values("pk")), False
+
+    @admin.display(description="path", ordering="path")
+    def path_link(self, topic: TopicHistory) -> str:
+        url = reverse("admin:spread_history_topichistory_timeline", args=[topic.pk])
+        return format_html('<a href="{}">{}</a>', url, topic.path)
+
+    @admin.display(description="origin")
+    def current_origin(self, topic: TopicHistory) -> str:
+        return topic.current.origin if topic.current else "-"
+
+    @admin.display(description="last update (UTC)")
+    def last_update(self, topic: TopicHistory) -> str:
+        return as_datetime(topic.current.date).strftime("%Y-%m-%d %H:%M:%S") if topic.current else "-"
+
+    @admin.display(description="size")
+    def current_size(self, topic: TopicHistory) -> str:
+        if topic.current is None or topic.current.deleted:
+            return "deleted"
+        return f"{topic.current.size} B"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_rollback_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("spread_history.rollback_topic")
+
+    def change_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        return HttpResponseRedirect(reverse("admin:spread_history_topichistory_timeline", args=[object_id]))
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("<int:pk>/timeline/", wrap(self.timeline_view), name="spread_history_topichistory_timeline"),
+            path(
+                "<int:pk>/restore/<int:iteration>/",
+                wrap(self.restore_view),
+                name="spread_history_topichistory_restore",
+            ),
+            path(
+                "<int:pk>/download/<int:iteration>/",
+                wrap(self.download_view),
+                name="spread_history_topichistory_download",
+            ),
+            path("rollback/", wrap(self.rollback_view), name="spread_history_topichistory_rollback"),
+            *super().get_urls(),
+        ]
+
+    # Views ------------------------------------------------------------------------------------------
+    def context(self, request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": title,
+            "can_rollback": self.has_rollback_permission(request),
+            **extra,
+        }
+
+    def _event(self, pk: int, iteration: int) -> Event:
+        return get_object_or_404(Event.objects.select_related("topic"), topic_id=pk, iteration=iteration)
+
+    def timeline_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        topic = get_object_or_404(TopicHistory, pk=pk)
+        after = int(request.GET["after"]) if request.GET.get("after", "").isdigit() else 0
+        page = timeline(topic.topic_path, after=after, limit=TIMELINE_PAGE)
+        current_id = topic.current_id
+        rows = [
+            {
+                "event": event,
+                "status": event.history_status(current_id),
+                "date": as_datetime(event.date),
+                "preview": preview(event),
+            }
+            for event in page.events
+        ]
+        diff = self._diff(pk, request.GET.get("a"), request.GET.get("b"))
+        return TemplateResponse(
+            request,
+            self.timeline_template,
+            self.context(request, f"History of {topic.path}", topic=topic, rows=rows, page=page, diff=diff),
+        )
+
+    def _diff(self, pk: int, a: str | None, b: str | None) -> dict[str, Any] | None:
+        if not (a and b and a.isdigit() and b.isdigit()):
+            return None
+        old, new = self._event(pk, int(a)), self._event(pk, int(b))
+        old_text, new_text = text_of(old), text_of(new)
+        if old_text is None or new_text is None:
+            return {"a": old, "b": new, "lines": None}
+        lines = list(
+            difflib.unified_diff(
+                old_text.splitlines(),
+                new_text.splitlines(),
+                f"iteration {old.iteration}",
+                f"iteration {new.iteration}",
+                lineterm="",
+            )
+        )
+        return {"a": old, "b": new, "lines": lines}
+
+    def download_view(self, request: HttpRequest, pk: int, iteration: int) -> StreamingHttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        event = self._event(pk, iteration)
+        if event.deleted or event.aborted:
+            raise PermissionDenied("This event has no value to download.")
+        response = StreamingHttpResponse(iter(ValueReader(event)), content_type=event.content_type)
+        name = event.topic.path.rsplit("/", 1)[-1] or "value"
+        response["Content-Disposition"] = f'attachment; filename="{name}@{event.iteration}"'
+        return response
+
+    def restore_view(self, request: HttpRequest, pk: int, iteration: int) -> HttpResponse:
+        """GET: confirmation page; POST: write that version's value again as a new event."""
+        if not self.has_rollback_permission(request):
+            raise PermissionDenied
+        event = self._event(pk, iteration)
+        if request.method == "POST":
+            report = restore(event, origin=request.user.get_username())
+            self.message_user(
+                request,
+                f"{event.topic.path} restored to the value of iteration {iteration} "
+                f"(new event at iteration {report['iteration']}, {report['status']}).",
+                messages.SUCCESS,
+            )
+            return HttpResponseRedirect(reverse("admin:spread_history_topichistory_timeline", args=[pk]))
+        return TemplateResponse(
+            request,
+            self.restore_template,
+            self.context(request, "Restore this version?", event=event, preview=preview(event)),
+        )
+
+    def rollback_view(self, request: HttpRequest) -> HttpResponse:
+        """A subtree as of an iteration or a date: the form, then the preview, then (POST with
+        ``confirm``) the rollback in one transaction."""
+        if not self.has_rollback_permission(request):
+            raise PermissionDenied
+        data = request.POST if request.method == "POST" else request.GET
+        prefix_text, point_text = data.get("prefix", ""), data.get("to", "")
+        extra: dict[str, Any] = {"prefix": prefix_text, "to": point_text}
+        if point_text:
+            try:
+                prefix = TopicPath.from_canonical(prefix_text.strip().strip("/"))
+                point = parse_point(point_text)
+            except SpreadError as exc:
+                extra["error"] = exc.detail
+            else:
+                if request.method == "POST" and data.get("confirm"):
+                    reports = rollback(prefix, origin=request.user.get_username(), **point)
+                    self.message_user(
+                        request,
+                        f"Rolled {prefix.canonical or '/'} back to {point_text}: "
+                        f"{len(reports)} topic(s) changed.",
+                        messages.SUCCESS,
+                    )
+                    return HttpResponseRedirect(reverse("admin:spread_history_topichistory_changelist"))
+                extra["plan"] = plan_rollback(prefix, **point)
+        return TemplateResponse(
+            request, self.rollback_template, self.context(request, "Roll a subtree back", **extra)
+        )

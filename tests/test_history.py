@@ -1,0 +1,211 @@
+"""History: values as of an iteration or a date, the JSON timeline, rollback of a topic and of a
+subtree, and the history admin driven through Django's real admin with a logged-in operator."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from spread_api.tokens import device_token
+from spread_core import api
+from spread_core.iteration import current_iteration
+from spread_core.models import Event, Topic
+from spread_core.paths import TopicPath
+from spread_core.reader import event_as_of, topic_at
+from spread_history.rollback import plan_rollback, rollback
+
+DATE = 1_764_130_000_000_000
+pytestmark = pytest.mark.django_db
+
+
+def value_at(path: str, **point: int) -> bytes | None:
+    topic = topic_at(TopicPath.from_canonical(path))
+    event = event_as_of(topic, **point) if topic else None
+    return None if event is None else bytes(event.value or b"")
+
+
+def test_the_value_as_of_an_iteration_or_a_date_follows_the_merge_rule() -> None:
+    first = api.post("h/a", b"one", origin="alice", date=DATE)["iteration"]
+    second = api.post("h/a", b"two", origin="alice", date=DATE + 10)["iteration"]
+    late = api.post("h/a", b"late", origin="bob", date=DATE + 5)["iteration"]  # too_late
+    gone = api.delete("h/a", origin="carol", date=DATE + 20)["iteration"]
+    assert value_at("h/a", at=first - 1) is None
+    assert value_at("h/a", at=first) == b"one"
+    assert value_at("h/a", at=second) == b"two"
+    assert value_at("h/a", at=late) == b"two"
+    assert value_at("h/a", at=gone) is None
+    assert value_at("h/a", at_date=DATE + 7) == b"late"  # by date, bob's write was the latest then
+    assert value_at("h/a", at_date=DATE - 1) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_raw_get_with_at_or_at_date_returns_the_past_value_and_bad_values_are_400() -> None:
+    first = api.post("h/b", b"old", date=DATE)["iteration"]
+    api.post("h/b", b"new", date=DATE + 1)
+    client = Client()
+    assert b"".join(client.get("/raw/h/b", {"at": first}).streaming_content) == b"old"
+    assert b"".join(client.get("/raw/h/b", {"at_date": DATE + 1}).streaming_content) == b"new"
+    assert b"".join(client.get("/raw/h/b").streaming_content) == b"new"
+    assert client.get("/raw/h/b", {"at": 0}).status_code == 404
+    bad = client.get("/raw/h/b", {"at": "-3"})
+    assert (bad.status_code, bad.json()["error"]) == (400, "invalid_parameter")
+
+
+def test_the_history_endpoint_pages_through_every_event_with_its_status() -> None:
+    api.post("h/c", b"v1", origin="alice", date=DATE)
+    api.post("h/c", b"v2", origin="alice", date=DATE + 2)
+    api.post("h/c", b"lost", origin="bob", date=DATE + 1)
+    api.delete("h/c", origin="alice", date=DATE + 3)
+    api.post("h/c", b"v3", origin="alice", date=DATE + 4)
+    client = Client()
+    page = client.get("/history/h/c", {"limit": 3}).json()
+    assert [e["status"] for e in page["events"]] == ["superseded", "superseded", "too_late"]
+    rest = client.get("/history/h/c", {"after": page["next_after"]}).json()
+    assert [e["status"] for e in rest["events"]] == ["deleted", "current"]
+    assert rest["next_after"] is None
+    assert rest["current"] == rest["events"][-1]["id"]
+    assert client.get("/history/h/never").status_code == 404
+    assert client.get("/history/h/c", {"limit": "x"}).status_code == 400
+
+
+def test_a_subtree_rollback_restores_values_deletes_newer_topics_and_adds_to_history() -> None:
+    api.post("r/a", b"a1", date=DATE)
+    api.post("r/b", b"b1", date=DATE)
+    api.delete("r/gone", date=DATE)
+    point = current_iteration()
+    api.post("r/a", b"a2", date=DATE + 1)
+    api.post("r/new", b"created later", date=DATE + 1)
+    api.post("r/gone", b"revived", date=DATE + 1)
+    api.post("elsewhere/x", b"untouched", date=DATE + 1)
+    events_before, head_before = Event.objects.count(), current_iteration()
+
+    plan = {change.path: change.action for change in plan_rollback(TopicPath.from_canonical("r"), at=point)}
+    assert plan == {"r/a": "restore", "r/new": "delete", "r/gone": "delete"}
+    reports = rollback(TopicPath.from_canonical("r"), origin="operator", at=point)
+    assert {r["status"] for r in reports} == {"ok"}
+    assert api.get("r/a").value == b"a1"  # type: ignore[union-attr]
+    assert api.get("r/b").value == b"b1"  # type: ignore[union-attr]
+    assert api.get("r/new") is None and api.get("r/gone") is None
+    assert api.get("elsewhere/x").value == b"untouched"  # type: ignore[union-attr]
+    new_events = Event.objects.filter(iteration__gt=head_before)
+    assert Event.objects.count() == events_before + 3
+    assert {e.origin for e in new_events} == {"operator"}
+    assert plan_rollback(TopicPath.from_canonical("r"), at=point) == []  # nothing left to change
+
+
+def test_a_rollback_wins_over_values_dated_in_the_future() -> None:
+    future = 4_000_000_000_000_000  # year 2096
+    api.post("f/x", b"good", date=DATE)
+    point = current_iteration()
+    api.post("f/x", b"bad, from a skewed clock", date=future)
+    rollback(TopicPath.from_canonical("f"), origin="operator", at=point)
+    assert api.get("f/x").value == b"good"  # type: ignore[union-attr]
+    assert Event.objects.filter(topic__path="f/x").order_by("-iteration").first().date == future + 1  # type: ignore[union-attr]
+
+
+# --- the admin ------------------------------------------------------------------------------------
+
+
+def operator(*permissions: str, username: str = "operator") -> Client:
+    user = get_user_model().objects.create_user(username, password="pw", is_staff=True)
+    for codename in ("view_topichistory", *permissions):
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def admin_url(name: str, *args: Any) -> str:
+    return reverse(f"admin:spread_history_topichistory_{name}", args=args)
+
+
+def test_operators_browse_topics_by_prefix_and_see_a_timeline_with_previews() -> None:
+    api.post("plant/temp", b"21.5", content_type="text/plain", origin="sensor-1")
+    api.post("plant/config", json.dumps({"mode": "eco", "max": 3}).encode(), content_type="application/json")
+    api.post("plant/raw", bytes(range(256)), content_type="application/octet-stream")
+    api.post("other/x", b"not under plant")
+    client = operator()
+    listing = client.get(admin_url("changelist"), {"q": "plant"})
+    assert listing.status_code == 200
+    body = listing.content.decode()
+    assert "plant/temp" in body and "plant/config" in body and "other/x" not in body
+    assert "sensor-1" in body
+
+    topic = Topic.objects.get(path="plant/config")
+    page = html.unescape(client.get(admin_url("timeline", topic.pk)).content.decode())
+    assert '{\n  "mode": "eco",\n  "max": 3\n}' in page  # pretty-printed JSON
+    raw = client.get(admin_url("timeline", Topic.objects.get(path="plant/raw").pk)).content.decode()
+    assert "00000000  00 01 02 03" in raw  # hex preview
+    assert "restore this version" not in page  # no rollback permission
+    download = client.get(admin_url("download", topic.pk, topic.current_id))
+    assert json.loads(b"".join(download.streaming_content)) == {"mode": "eco", "max": 3}
+
+
+def test_the_changelist_costs_the_same_queries_for_30_or_300_topics() -> None:
+    client = operator()
+
+    def queries(count: int) -> int:
+        for i in range(count):
+            api.post(f"scale{count}/t{i:04d}", b"v")
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(admin_url("changelist"), {"q": f"scale{count}"}).status_code == 200
+        return len(captured.captured_queries)
+
+    assert queries(30) == queries(300)
+
+
+def test_restore_asks_for_confirmation_then_writes_a_new_event_from_the_operator() -> None:
+    old = api.post("cfg/app", b"version 1", content_type="text/plain")
+    api.post("cfg/app", b"version 2 (bad)", content_type="text/plain")
+    topic = Topic.objects.get(path="cfg/app")
+    assert (
+        operator(username="viewer").get(admin_url("restore", topic.pk, old["iteration"])).status_code == 403
+    )
+    client = operator("rollback_topic")
+    timeline = client.get(admin_url("timeline", topic.pk)).content.decode()
+    assert "restore this version" in timeline
+    confirm = client.get(admin_url("restore", topic.pk, old["iteration"]))
+    assert "Yes, restore this version" in confirm.content.decode()
+    assert api.get("cfg/app").value == b"version 2 (bad)"  # type: ignore[union-attr]  # nothing yet
+    done = client.post(admin_url("restore", topic.pk, old["iteration"]))
+    assert done.status_code == 302
+    current = api.get("cfg/app")
+    assert current is not None and current.value == b"version 1" and current.origin == "operator"
+    assert Event.objects.filter(topic=topic).count() == 3  # history is append-only
+
+    diff = client.get(admin_url("timeline", topic.pk), {"a": old["iteration"], "b": current.iteration})
+    assert "iteration" in diff.content.decode() and "Diff" in diff.content.decode()
+
+
+def test_subtree_rollback_shows_a_preview_then_applies_on_confirmation() -> None:
+    api.post("site/a", b"a1")
+    point = current_iteration()
+    api.post("site/a", b"a2")
+    api.post("site/b", b"created after")
+    client = operator("rollback_topic")
+    preview = client.get(admin_url("rollback"), {"prefix": "site", "to": str(point)}).content.decode()
+    assert "2 topic(s) will change" in preview
+    assert "site/b" in preview and "deleted (tombstone)" in preview
+    assert api.get("site/a").value == b"a2"  # type: ignore[union-attr]  # a preview changes nothing
+    bad = client.get(admin_url("rollback"), {"prefix": "site", "to": "next tuesday"}).content.decode()
+    assert "Give an iteration" in bad
+    done = client.post(admin_url("rollback"), {"prefix": "site", "to": str(point), "confirm": "1"})
+    assert done.status_code == 302
+    assert api.get("site/a").value == b"a1"  # type: ignore[union-attr]
+    assert api.get("site/b") is None
+
+
+def test_a_token_user_cannot_reach_the_admin_views() -> None:
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {device_token('device')}"}
+    response = Client().get(admin_url("rollback"), **headers)
+    assert response.status_code == 302  # to the admin login page
+    assert "/admin/login/" in response["Location"]

@@ -34,7 +34,7 @@ def cursor(key: str) -> int:
     return row.cursor if row else 0
 
 
-def _checked(entry: Any, allowed: list[str]) -> tuple[dict[str, Any], TopicPath]:
+def check_entry(entry: Any, allowed: list[str]) -> tuple[dict[str, Any], TopicPath]:
     """Validate one entry from the network; its path must be under ``allowed``."""
     if not isinstance(entry, dict):
         raise InvalidFrame("A log entry is a JSON object.")
@@ -63,7 +63,7 @@ def _value(entry: dict[str, Any]) -> bytes | None:
         raise InvalidFrame("value_b64 is not valid base64.") from exc
 
 
-def _apply(entry: dict[str, Any], path: TopicPath, source: str) -> Event | None:
+def store_entry(entry: dict[str, Any], path: TopicPath, source: str) -> Event | None:
     """Store one entry; return the event when it is a new upload whose bytes must follow."""
     if entry["kind"] == Change.ABORT:
         event = Event.objects.filter(event_id=entry["id"], aborted=False, complete=False).first()
@@ -91,11 +91,11 @@ def apply_entries(key: str, source: str, allowed: list[str], entries: list[Any],
     """Store a peer's entries and set the cursor ``key`` to ``upto``, in one transaction (a crash
     re-applies the batch, which changes nothing twice). Returns the new uploads whose bytes the
     peer streams next."""
-    checked = [_checked(entry, allowed) for entry in entries]  # all or nothing
+    checked = [check_entry(entry, allowed) for entry in entries]  # all or nothing
     uploads: list[Event] = []
     with iteration.write_transaction():
         for entry, path in checked:
-            upload = _apply(entry, path, source)
+            upload = store_entry(entry, path, source)
             if upload is not None:
                 uploads.append(upload)
         ReplicaCursor.objects.update_or_create(key=key, defaults={"cursor": upto})

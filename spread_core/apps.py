@@ -12,3 +12,7 @@ class SpreadCoreConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
+        from .event_log import log_event
+        from .signals import event_accepted
+
+        event_accepted.connect(log_event, dispatch_uid="spread-event-log")

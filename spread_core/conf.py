@@ -70,6 +70,9 @@ DEFAULTS: dict[str, Any] = {
     "READ_THROUGH": False,
     # Seconds a read-through waits for a peer to answer.
     "READ_THROUGH_TIMEOUT": 5.0,
+    # Every accepted event as JSON to: None (off), "logging" (logger "spread.events", INFO), or
+    # the dotted path of a callable taking the event dict.
+    "EVENT_LOG": None,
 }
 
 IMPORT_STRINGS = frozenset({"ACCESS_POLICY"})

@@ -209,3 +209,41 @@ def test_a_token_user_cannot_reach_the_admin_views() -> None:
     response = Client().get(admin_url("rollback"), **headers)
     assert response.status_code == 302  # to the admin login page
     assert "/admin/login/" in response["Location"]
+
+
+# --- the event log hook ---------------------------------------------------------------------------
+
+received: list[dict[str, Any]] = []
+
+
+def collect(record: dict[str, Any]) -> None:
+    received.append(record)
+
+
+def explode(record: dict[str, Any]) -> None:
+    raise RuntimeError("the log system is down")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_event_log_hook_sends_every_accepted_event_to_logging_or_a_callable(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from django.test import override_settings
+
+    with override_settings(SPREAD={"EVENT_LOG": "logging"}), caplog.at_level("INFO", logger="spread.events"):
+        api.post("log/a", b"to the log", origin="alice")
+    logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "spread.events"]
+    assert [(r["path"], r["value"], r["from"], r["status"]) for r in logged] == [
+        ("log/a", "to the log", "alice", "ok")
+    ]
+
+    received.clear()
+    with override_settings(SPREAD={"EVENT_LOG": "tests.test_history.collect"}):
+        api.post("log/b", b"late", origin="bob", date=DATE)
+        api.post("log/b", b"later", origin="bob", date=DATE + 1)
+        api.post("log/b", b"too late", origin="bob", date=DATE - 1)
+    assert [r["status"] for r in received] == ["ok", "ok", "too_late"]
+
+    with override_settings(SPREAD={"EVENT_LOG": "tests.test_history.explode"}):
+        assert api.post("log/c", b"still stored")["status"] == "ok"  # a broken hook never fails a write
+    assert api.get("log/c").value == b"still stored"  # type: ignore[union-attr]

@@ -26,6 +26,7 @@ from spread_core.reader import ValueReader
 
 from .models import TopicHistory
 from .preview import preview, text_of
+from .retention import Policy, prune
 from .rollback import parse_point, plan_rollback, restore, rollback
 
 TIMELINE_PAGE = 200
@@ -47,6 +48,7 @@ class TopicHistoryAdmin(admin.ModelAdmin):
     timeline_template = "spread_history/timeline.html"
     restore_template = "spread_history/restore_confirm.html"
     rollback_template = "spread_history/rollback.html"
+    retention_template = "spread_history/retention.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TopicHistory]:
         return super().get_queryset(request).select_related("current")
@@ -112,6 +114,7 @@ class TopicHistoryAdmin(admin.ModelAdmin):
                 name="spread_history_topichistory_download",
             ),
             path("rollback/", wrap(self.rollback_view), name="spread_history_topichistory_rollback"),
+            path("retention/", wrap(self.retention_view), name="spread_history_topichistory_retention"),
             *super().get_urls(),
         ]
 
@@ -227,4 +230,24 @@ class TopicHistoryAdmin(admin.ModelAdmin):
                 extra["plan"] = plan_rollback(prefix, **point)
         return TemplateResponse(
             request, self.rollback_template, self.context(request, "Roll a subtree back", **extra)
+        )
+
+    def has_prune_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("spread_history.prune_history")
+
+    def retention_view(self, request: HttpRequest) -> HttpResponse:
+        """The retention policy and how many events it lets go; POST prunes them."""
+        if not self.has_prune_permission(request):
+            raise PermissionDenied
+        policy = Policy.from_settings()
+        if request.method == "POST" and not policy.keeps_everything:
+            removed = prune(policy)
+            where = f"archived in {policy.archive_dir}" if policy.archive_dir else "deleted"
+            self.message_user(request, f"{removed} event(s) {where}.", messages.SUCCESS)
+            return HttpResponseRedirect(reverse("admin:spread_history_topichistory_changelist"))
+        count = 0 if policy.keeps_everything else prune(policy, dry_run=True)
+        return TemplateResponse(
+            request,
+            self.retention_template,
+            self.context(request, "Retention", policy=policy, count=count),
         )

@@ -16,4 +16,5 @@ class TopicHistory(Topic):
         permissions = [
             ("rollback_topic", "Can roll topics and subtrees back"),
             ("playback_topic", "Can play events back"),
+            ("prune_history", "Can prune history by the retention policy"),
         ]

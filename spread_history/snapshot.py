@@ -5,7 +5,8 @@ by the last-writer-wins rule, so importing twice, or into a live node or another
 
 Format (one JSON object per line): a header ``{"format": "spread-snapshot-1", ...}``, then each
 event in iteration order as a replication log entry (see docs/replication.md), each blob entry
-followed by ``{"chunk": "<event id>", "data_b64": "..."}`` lines with its bytes.
+followed by ``{"chunk": "<event id>", "data_b64": "..."}`` lines with its bytes. Several snapshots
+end to end (an archive file) read as one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 from django.db import connection, transaction
 
@@ -68,23 +69,28 @@ def export(prefix: TopicPath, out: TextIO, progress: Progress = lambda n: None) 
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         head = current_iteration()
         count = Event.objects.under(prefix).filter(iteration__lte=head, aborted=False, complete=True).count()
-        header = {"format": FORMAT, "node": spread_settings.NODE_NAME, "prefix": prefix.canonical}
-        out.write(json.dumps({**header, "iteration": head, "events": count}) + "\n")
+        write_header(out, prefix=prefix.canonical, iteration=head, events=count)
         written = 0
         for event in _events(prefix, head):
-            out.write(
-                json.dumps(entry_json(Change(iteration=event.iteration, event=event, kind=Change.WRITE)))
-                + "\n"
-            )
-            if event.is_blob:
-                for chunk in ValueReader(event):
-                    out.write(
-                        json.dumps({"chunk": event.event_id, "data_b64": base64.b64encode(chunk).decode()})
-                    )
-                    out.write("\n")
+            write_event(out, event)
             written += 1
             progress(1)
     return written
+
+
+def write_header(out: TextIO, **fields: Any) -> None:
+    out.write(json.dumps({"format": FORMAT, "node": spread_settings.NODE_NAME, **fields}) + "\n")
+
+
+def write_event(out: TextIO, event: Event) -> None:
+    """One event as snapshot lines: its entry, then its bytes when it is a blob."""
+    entry = entry_json(Change(iteration=event.iteration, event=event, kind=Change.WRITE))
+    out.write(json.dumps(entry) + "\n")
+    if event.is_blob and event.complete:
+        for chunk in ValueReader(event):
+            out.write(
+                json.dumps({"chunk": event.event_id, "data_b64": base64.b64encode(chunk).decode()}) + "\n"
+            )
 
 
 @dataclass
@@ -116,9 +122,10 @@ def import_snapshot(lines: Iterable[str], progress: Progress = lambda n: None) -
             item = json.loads(line)
         except ValueError as exc:
             raise InvalidSnapshot(f"Line {number} is not JSON.") from exc
-        if not header_seen:
-            if not isinstance(item, dict) or item.get("format") != FORMAT:
-                raise InvalidSnapshot(f"The first line must be a {FORMAT} header.")
+        is_header = isinstance(item, dict) and item.get("format") == FORMAT
+        if not header_seen and not is_header:
+            raise InvalidSnapshot(f"The first line must be a {FORMAT} header.")
+        if is_header:  # archives are several snapshots end to end
             header_seen = True
             continue
         if isinstance(item, dict) and "chunk" in item:

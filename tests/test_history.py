@@ -247,3 +247,18 @@ def test_the_event_log_hook_sends_every_accepted_event_to_logging_or_a_callable(
     with override_settings(SPREAD={"EVENT_LOG": "tests.test_history.explode"}):
         assert api.post("log/c", b"still stored")["status"] == "ok"  # a broken hook never fails a write
     assert api.get("log/c").value == b"still stored"  # type: ignore[union-attr]
+
+
+def test_the_retention_page_counts_expired_events_and_prunes_on_confirmation() -> None:
+    from django.test import override_settings
+
+    for i in range(3):
+        api.post("ret/x", f"v{i}", date=DATE + i)
+    assert operator(username="viewer").get(admin_url("retention")).status_code == 403
+    client = operator("prune_history")
+    with override_settings(SPREAD={"RETENTION": {"KEEP_LAST": 1}}):
+        page = client.get(admin_url("retention")).content.decode()
+        assert "2 event(s) expired" in page
+        assert Event.objects.filter(topic__path="ret/x").count() == 3  # the page changes nothing
+        assert client.post(admin_url("retention")).status_code == 302
+    assert [bytes(e.value) for e in Event.objects.filter(topic__path="ret/x")] == [b"v2"]

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from spread_core.exceptions import TopicNotFound
 from spread_core.history import DEFAULT_PAGE, timeline
-from spread_core.paths import TopicPath
 
 from . import headers
-from .permissions import TopicAccess
-from .views import ERROR_SCHEMA, SpreadAPIView, raw_topic
+from .views import ERROR_SCHEMA, TopicView
 
 
-class TopicHistoryView(SpreadAPIView):
+class TopicHistoryView(TopicView):
     """Every event of one topic (too_late, tombstones and aborted uploads included), oldest first."""
-
-    permission_classes = [TopicAccess]
-    topic_path: TopicPath
-
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        self.topic_path = TopicPath.from_url(raw_topic(request._request, kwargs.get("topic", "")))
-        super().initial(request, *args, **kwargs)
 
     @extend_schema(
         parameters=[

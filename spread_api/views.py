@@ -145,8 +145,8 @@ class SpreadAPIView(APIView):
         return response
 
 
-class RawTopicView(SpreadAPIView):
-    """The value of one topic as raw bytes."""
+class TopicView(SpreadAPIView):
+    """A view of the topic path in its URL (``topic_path``), with the topic's read/write access."""
 
     permission_classes = [TopicAccess]
     topic_path: TopicPath
@@ -154,6 +154,10 @@ class RawTopicView(SpreadAPIView):
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         self.topic_path = TopicPath.from_url(raw_topic(request._request, kwargs.get("topic", "")))
         super().initial(request, *args, **kwargs)
+
+
+class RawTopicView(TopicView):
+    """The value of one topic as raw bytes."""
 
     def get_write_request(self, request: Request) -> WriteRequest:
         """Everything about a write except the body; raises on bad headers or a too-large body."""

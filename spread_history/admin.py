@@ -20,9 +20,10 @@ from django.utils.html import format_html
 from spread_core.clock import MICROSECONDS
 from spread_core.exceptions import SpreadError
 from spread_core.history import timeline
-from spread_core.models import Event
+from spread_core.iteration import current_iteration
+from spread_core.models import Change, Event
 from spread_core.paths import TopicPath
-from spread_core.reader import ValueReader
+from spread_core.reader import ValueReader, event_as_of
 
 from .models import TopicHistory
 from .preview import preview, text_of
@@ -30,6 +31,7 @@ from .retention import Policy, prune
 from .rollback import parse_point, plan_rollback, restore, rollback
 
 TIMELINE_PAGE = 200
+TRAVEL_PAGE = 100
 
 
 def as_datetime(date_us: int) -> datetime:
@@ -49,6 +51,7 @@ class TopicHistoryAdmin(admin.ModelAdmin):
     restore_template = "spread_history/restore_confirm.html"
     rollback_template = "spread_history/rollback.html"
     retention_template = "spread_history/retention.html"
+    travel_template = "spread_history/travel.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TopicHistory]:
         return super().get_queryset(request).select_related("current")
@@ -115,6 +118,7 @@ class TopicHistoryAdmin(admin.ModelAdmin):
             ),
             path("rollback/", wrap(self.rollback_view), name="spread_history_topichistory_rollback"),
             path("retention/", wrap(self.retention_view), name="spread_history_topichistory_retention"),
+            path("travel/", wrap(self.travel_view), name="spread_history_topichistory_travel"),
             *super().get_urls(),
         ]
 
@@ -251,3 +255,32 @@ class TopicHistoryAdmin(admin.ModelAdmin):
             self.retention_template,
             self.context(request, "Retention", policy=policy, count=count),
         )
+
+    def travel_view(self, request: HttpRequest) -> HttpResponse:
+        """Time travel: the subtree as of an iteration, stepping change by change."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        extra: dict[str, Any] = {"prefix": request.GET.get("prefix", "")}
+        try:
+            prefix = TopicPath.from_canonical(extra["prefix"].strip().strip("/"))
+        except SpreadError as exc:
+            extra["error"] = exc.detail
+            return TemplateResponse(
+                request, self.travel_template, self.context(request, "Time travel", **extra)
+            )
+        head = current_iteration()
+        at_text = request.GET.get("at", "")
+        at = min(int(at_text), head) if at_text.isdigit() else head
+        changes = Change.objects.under(prefix)
+        earlier = changes.filter(iteration__lt=at).order_by("-iteration").values_list("iteration", flat=True)
+        later = changes.filter(iteration__gt=at).order_by("iteration").values_list("iteration", flat=True)
+        topics = TopicHistory.objects.under(prefix).order_by("path")[:TRAVEL_PAGE]
+        rows = []
+        for topic in topics:
+            event = event_as_of(topic, at=at)
+            if event is not None:
+                rows.append({"path": topic.path, "event": event, "preview": preview(event)})
+        extra.update(
+            at=at, head=head, previous=earlier.first(), next=later.first(), rows=rows, limit=TRAVEL_PAGE
+        )
+        return TemplateResponse(request, self.travel_template, self.context(request, "Time travel", **extra))

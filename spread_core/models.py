@@ -41,13 +41,23 @@ class TopicQuerySet(models.QuerySet["Topic"]):
         """Topics at ``prefix`` or below it."""
         return self.filter(under_filter(prefix, "path"))
 
+    def written(self) -> TopicQuerySet:
+        """Topics that have been written (not tree nodes that only hold descendants)."""
+        return self.filter(changed__gt=0)
+
 
 class Topic(models.Model):
-    """A node of the tree that has held a value; ``current`` is the winning event."""
+    """A node of the path tree: a path that has held a value (``current`` is the winning event),
+    or an ancestor of one (``current`` None, no events), so the tree can be browsed level by
+    level through ``parent``."""
 
     path = models.TextField(help_text="Canonical (escaped, '/'-joined) path.")
     path_hash = models.CharField(max_length=64, unique=True, editable=False)
     depth = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=800, default="", help_text="Last segment of the path (canonical).")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
     current = models.ForeignKey("Event", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     changed = models.BigIntegerField(
         default=0, db_index=True, help_text="Iteration of the last change of the current value."
@@ -57,6 +67,7 @@ class Topic(models.Model):
 
     class Meta:
         ordering = ["path"]
+        indexes = [models.Index(fields=["parent", "name"], name="topic_children")]
 
     def __str__(self) -> str:
         return self.path

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from django.db import transaction
 
-from . import fanout, iteration
+from . import fanout, iteration, tree
 from .clock import MICROSECONDS, now_us
 from .conf import spread_settings
 from .exceptions import TopicExists, UploadAborted
@@ -87,10 +87,9 @@ def record(write: WriteRequest, *, value: bytes | None, is_blob: bool = False, s
         existing = Event.objects.select_related("topic").filter(event_id=eid, aborted=False).first()
         if existing is not None:
             return Recorded(existing, Outcome.EXISTING)
-        topic, _ = Topic.objects.select_related("current").get_or_create(
-            path_hash=path_hash(path.canonical),
-            defaults={"path": path.canonical, "depth": len(path.segments)},
-        )
+        topic = Topic.objects.select_related("current").filter(path_hash=path_hash(path.canonical)).first()
+        if topic is None:
+            topic = tree.node(path.canonical)
         current = topic.current
         if write.create_only and current is not None and _has_value(current):
             current.topic = topic  # the 409 answer shows its path

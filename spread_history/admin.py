@@ -10,6 +10,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
@@ -25,6 +26,8 @@ from spread_core.models import Change, Event
 from spread_core.paths import TopicPath
 from spread_core.reader import ValueReader, event_as_of
 
+from .activity import activity, conflict_losers
+from .browse import browse
 from .models import TopicHistory
 from .preview import preview, text_of
 from .retention import Policy, prune
@@ -32,6 +35,7 @@ from .rollback import parse_point, plan_rollback, restore, rollback
 
 TIMELINE_PAGE = 200
 TRAVEL_PAGE = 100
+CONFLICTS_PAGE = 100
 
 
 def as_datetime(date_us: int) -> datetime:
@@ -52,6 +56,9 @@ class TopicHistoryAdmin(admin.ModelAdmin):
     rollback_template = "spread_history/rollback.html"
     retention_template = "spread_history/retention.html"
     travel_template = "spread_history/travel.html"
+    tree_template = "spread_history/tree.html"
+    activity_template = "spread_history/activity.html"
+    conflicts_template = "spread_history/conflicts.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TopicHistory]:
         return super().get_queryset(request).select_related("current")
@@ -99,6 +106,31 @@ class TopicHistoryAdmin(admin.ModelAdmin):
     def has_rollback_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("spread_history.rollback_topic")
 
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The tree, level by level: the children of ``?prefix=`` (indexed on parent and name),
+        100 per page, filtered by the current value's origin and date (``?origin=``, ``?since=``).
+        ``?q=`` jumps to a path."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        query = request.GET.get("q", "").strip().strip("/")
+        prefix_text = query or request.GET.get("prefix", "").strip().strip("/")
+        try:
+            level = browse(
+                prefix_text,
+                origin=request.GET.get("origin", "").strip(),
+                since=request.GET.get("since", "").strip(),
+                page=request.GET.get("page", "1"),
+            )
+        except SpreadError as exc:
+            return TemplateResponse(
+                request,
+                self.tree_template,
+                self.context(request, "Topics", error=exc.detail, prefix=prefix_text),
+            )
+        return TemplateResponse(request, self.tree_template, self.context(request, "Topics", level=level))
+
     def change_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> HttpResponse:
         return HttpResponseRedirect(reverse("admin:spread_history_topichistory_timeline", args=[object_id]))
 
@@ -119,6 +151,8 @@ class TopicHistoryAdmin(admin.ModelAdmin):
             path("rollback/", wrap(self.rollback_view), name="spread_history_topichistory_rollback"),
             path("retention/", wrap(self.retention_view), name="spread_history_topichistory_retention"),
             path("travel/", wrap(self.travel_view), name="spread_history_topichistory_travel"),
+            path("activity/", wrap(self.activity_view), name="spread_history_topichistory_activity"),
+            path("conflicts/", wrap(self.conflicts_view), name="spread_history_topichistory_conflicts"),
             *super().get_urls(),
         ]
 
@@ -152,10 +186,10 @@ class TopicHistoryAdmin(admin.ModelAdmin):
             for event in page.events
         ]
         diff = self._diff(pk, request.GET.get("a"), request.GET.get("b"))
+        chart = activity(Event.objects.for_topic(topic).filter(aborted=False))
+        extra = {"topic": topic, "rows": rows, "page": page, "diff": diff, "chart": chart}
         return TemplateResponse(
-            request,
-            self.timeline_template,
-            self.context(request, f"History of {topic.path}", topic=topic, rows=rows, page=page, diff=diff),
+            request, self.timeline_template, self.context(request, f"History of {topic.path}", **extra)
         )
 
     def _diff(self, pk: int, a: str | None, b: str | None) -> dict[str, Any] | None:
@@ -284,3 +318,29 @@ class TopicHistoryAdmin(admin.ModelAdmin):
             at=at, head=head, previous=earlier.first(), next=later.first(), rows=rows, limit=TRAVEL_PAGE
         )
         return TemplateResponse(request, self.travel_template, self.context(request, "Time travel", **extra))
+
+    def activity_view(self, request: HttpRequest) -> HttpResponse:
+        """Write activity over time of a subtree (``?prefix=``)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        prefix_text = request.GET.get("prefix", "").strip().strip("/")
+        try:
+            prefix = TopicPath.from_canonical(prefix_text)
+        except SpreadError as exc:
+            return TemplateResponse(
+                request, self.activity_template, self.context(request, "Activity", error=exc.detail)
+            )
+        chart = activity(Event.objects.under(prefix).filter(aborted=False))
+        extra = {"prefix": prefix.canonical, "chart": chart, "start": as_datetime(chart.start)}
+        return TemplateResponse(request, self.activity_template, self.context(request, "Activity", **extra))
+
+    def conflicts_view(self, request: HttpRequest) -> HttpResponse:
+        """The writes that lost a race, newest first, with a way to promote each."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        page = Paginator(conflict_losers(), CONFLICTS_PAGE).get_page(request.GET.get("page", "1"))
+        rows = [{"event": event, "date": as_datetime(event.date)} for event in page.object_list]
+        extra = {"page": page, "rows": rows}
+        return TemplateResponse(
+            request, self.conflicts_template, self.context(request, "Conflict losers", **extra)
+        )

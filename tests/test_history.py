@@ -18,9 +18,10 @@ from django.urls import reverse
 from spread_api.tokens import device_token
 from spread_core import api
 from spread_core.iteration import current_iteration
-from spread_core.models import Event, Topic
+from spread_core.models import Event, Topic, path_hash
 from spread_core.paths import TopicPath
 from spread_core.reader import event_as_of, topic_at
+from spread_core.tree import node as tree_node
 from spread_history.rollback import plan_rollback, rollback
 
 DATE = 1_764_130_000_000_000
@@ -128,21 +129,29 @@ def admin_url(name: str, *args: Any) -> str:
     return reverse(f"admin:spread_history_topichistory_{name}", args=args)
 
 
-def test_operators_browse_topics_by_prefix_and_see_a_timeline_with_previews() -> None:
+def test_operators_browse_the_tree_level_by_level_and_see_a_timeline_with_previews() -> None:
     api.post("plant/temp", b"21.5", content_type="text/plain", origin="sensor-1")
     api.post("plant/config", json.dumps({"mode": "eco", "max": 3}).encode(), content_type="application/json")
     api.post("plant/raw", bytes(range(256)), content_type="application/octet-stream")
+    api.post("plant/line/a", b"deeper", origin="sensor-2")
     api.post("other/x", b"not under plant")
     client = operator()
-    listing = client.get(admin_url("changelist"), {"q": "plant"})
-    assert listing.status_code == 200
-    body = listing.content.decode()
-    assert "plant/temp" in body and "plant/config" in body and "other/x" not in body
-    assert "sensor-1" in body
+    root = client.get(admin_url("changelist")).content.decode()
+    assert ">plant/</a>" in root and ">other/</a>" in root
+    level = client.get(admin_url("changelist"), {"prefix": "plant"}).content.decode()
+    assert all(f">{name}" in level for name in ("temp", "config", "raw", "line/"))
+    assert "other" not in level.split('id="tree"')[1]
+    assert "sensor-1" in level
+    jumped = client.get(admin_url("changelist"), {"q": "plant/line"}).content.decode()
+    assert "sensor-2" in jumped and "sensor-1" not in jumped.split('id="tree"')[1]
+    filtered = client.get(admin_url("changelist"), {"prefix": "plant", "origin": "sensor-1"}).content.decode()
+    assert ">temp<" in filtered and ">config<" not in filtered
+    assert "No topic has the path" in client.get(admin_url("changelist"), {"q": "nowhere"}).content.decode()
 
     topic = Topic.objects.get(path="plant/config")
     page = html.unescape(client.get(admin_url("timeline", topic.pk)).content.decode())
     assert '{\n  "mode": "eco",\n  "max": 3\n}' in page  # pretty-printed JSON
+    assert 'class="spread-activity"' in page
     raw = client.get(admin_url("timeline", Topic.objects.get(path="plant/raw").pk)).content.decode()
     assert "00000000  00 01 02 03" in raw  # hex preview
     assert "restore this version" not in page  # no rollback permission
@@ -150,17 +159,56 @@ def test_operators_browse_topics_by_prefix_and_see_a_timeline_with_previews() ->
     assert json.loads(b"".join(download.streaming_content)) == {"mode": "eco", "max": 3}
 
 
-def test_the_changelist_costs_the_same_queries_for_30_or_300_topics() -> None:
+def test_a_tree_level_costs_the_same_queries_for_30_or_300_children() -> None:
     client = operator()
 
     def queries(count: int) -> int:
         for i in range(count):
             api.post(f"scale{count}/t{i:04d}", b"v")
         with CaptureQueriesContext(connection) as captured:
-            assert client.get(admin_url("changelist"), {"q": f"scale{count}"}).status_code == 200
+            response = client.get(admin_url("changelist"), {"prefix": f"scale{count}"})
+        assert response.status_code == 200 and f"{count} entries" in response.content.decode()
         return len(captured.captured_queries)
 
     assert queries(30) == queries(300)
+
+
+def test_a_level_of_100000_topics_is_paginated_with_a_few_indexed_queries() -> None:
+    parent = tree_node("big")
+    Topic.objects.bulk_create(
+        Topic(
+            path=f"big/n{i:06d}",
+            path_hash=path_hash(f"big/n{i:06d}"),
+            depth=2,
+            name=f"n{i:06d}",
+            parent=parent,
+        )
+        for i in range(100_000)
+    )
+    client = operator()
+    with CaptureQueriesContext(connection) as captured:
+        page = client.get(admin_url("changelist"), {"prefix": "big", "page": "500"}).content.decode()
+    assert "page 500 of 1000 (100000 entries)" in page
+    assert ">n049900<" in page and ">n049999<" in page
+    tree_queries = [q["sql"] for q in captured.captured_queries if "spread_core_topic" in q["sql"]]
+    assert len(tree_queries) <= 5
+    assert all("parent_id" in sql or "path_hash" in sql for sql in tree_queries)
+
+
+def test_conflict_losers_and_activity_are_listed() -> None:
+    api.post("race/x", b"first", origin="alice", date=DATE + 10)
+    api.post("race/x", b"late", origin="bob", date=DATE)  # too_late
+    api.post("race/y", b"overtaken", origin="carol", date=DATE)
+    api.post("race/y", b"winner", origin="dave", date=DATE + 1000)  # 1 ms later, another origin
+    api.post("race/z", b"v1", origin="erin", date=DATE)
+    api.post("race/z", b"v2", origin="erin", date=DATE + 1000)  # same origin: no conflict
+    client = operator("rollback_topic")
+    page = client.get(admin_url("conflicts")).content.decode()
+    table = page.split('id="conflicts"')[1]
+    assert "bob" in table and "carol" in table and "erin" not in table
+    assert "promote (restore)" in table
+    chart = client.get(admin_url("activity"), {"prefix": "race"}).content.decode()
+    assert "6 write(s) under race" in chart and "<rect" in chart
 
 
 def test_restore_asks_for_confirmation_then_writes_a_new_event_from_the_operator() -> None:

@@ -31,12 +31,18 @@ def shoot(page: Page, tmp_path: Path, name: str) -> None:
         (Path(target) / f"admin-{name}.png").write_bytes(screenshot)
 
 
-def write(node: LiveNode, token: str, path: str, value: str, content_type: str = "text/plain") -> int:
-    response = httpx.post(
-        f"{node.url}/raw/{path}",
-        content=value.encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": content_type},
-    )
+def write(
+    node: LiveNode,
+    token: str,
+    path: str,
+    value: str,
+    content_type: str = "text/plain",
+    date: int | None = None,
+) -> int:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
+    if date is not None:
+        headers["X-Spread-Etag"] = str(date)
+    response = httpx.post(f"{node.url}/raw/{path}", content=value.encode(), headers=headers)
     response.raise_for_status()
     return int(response.json()["iteration"])
 
@@ -60,13 +66,15 @@ def test_an_operator_restores_a_version_and_rolls_a_subtree_back_in_the_browser(
     page.fill("#id_username", OPERATOR)
     page.fill("#id_password", PASSWORD)
     page.click("input[type=submit]")
-    page.fill("#searchbar", "plant-3")
-    page.press("#searchbar", "Enter")
-    expect(page.locator("#result_list")).to_contain_text("plant-3/config")
-    expect(page.locator("#result_list tbody tr")).to_have_count(3)
+    expect(page.locator("#tree")).to_contain_text("plant-3/")
+    page.fill("input[name=q]", "plant-3")
+    page.press("input[name=q]", "Enter")
+    expect(page.locator("#tree tbody tr")).to_have_count(3)
+    expect(page.locator("#tree")).to_contain_text("config")
+    expect(page.locator(".breadcrumbs")).to_contain_text("plant-3")
     shoot(page, tmp_path, "topics")
 
-    page.click("text=plant-3/config")
+    page.locator("#tree tbody tr", has_text="config").locator("text=history").click()
     timeline = page.locator("#timeline")
     expect(timeline.locator("tbody tr")).to_have_count(2)
     expect(timeline.locator("tbody tr").nth(0)).to_contain_text("superseded")
@@ -93,4 +101,21 @@ def test_an_operator_restores_a_version_and_rolls_a_subtree_back_in_the_browser(
     expect(page.locator(".messagelist")).to_contain_text("2 topic(s) changed")
     assert httpx.get(f"{node.url}/raw/plant-3/alarm").status_code == 404
     assert httpx.get(f"{node.url}/raw/plant-3/temp").status_code == 404  # it had no value then
+
+    # A write that loses a race shows among the conflict losers; activity and time travel.
+    write(node, token, "plant-3/config", '{"mode": "stale"}', "application/json", date=1_000_000)
+    page.goto(f"{node.url}/admin/spread_history/topichistory/conflicts/")
+    expect(page.locator("#conflicts tbody tr")).to_have_count(1)
+    expect(page.locator("#conflicts")).to_contain_text("too_late")
+    shoot(page, tmp_path, "conflicts")
+    page.goto(f"{node.url}/admin/spread_history/topichistory/activity/?prefix=plant-3")
+    expect(page.locator("#activity-total")).to_have_text("9 write(s) under plant-3")
+    expect(page.locator("svg.spread-activity rect").first).to_be_visible()
+    shoot(page, tmp_path, "activity")
+    page.goto(f"{node.url}/admin/spread_history/topichistory/travel/?prefix=plant-3&at={good}")
+    expect(page.locator("#travel tbody tr")).to_have_count(1)
+    page.click("#next")
+    expect(page.locator("#at")).to_have_text(f"iteration {good + 1}")
+    expect(page.locator("#travel")).to_contain_text('"turbo"')
+    shoot(page, tmp_path, "travel")
     assert page_errors == []

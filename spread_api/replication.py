@@ -11,6 +11,7 @@ from typing import Any
 
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,7 +26,7 @@ from .consumers import _query, _scope_token
 from .errors import describe
 from .live import in_thread_pool
 from .tokens import KIND_CLAIM, NODE_KIND, READ_CLAIM, UID_CLAIM, WRITE_CLAIM
-from .views import SpreadAPIView
+from .views import ERROR_SCHEMA, SpreadAPIView
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +149,7 @@ class ReplicationConsumer(AsyncWebsocketConsumer):
 class ReplicationStatusView(SpreadAPIView):
     """``GET /api/replication/``: this node's name and the state of its outgoing peer links."""
 
+    @extend_schema(responses={200: {"type": "object"}, 401: ERROR_SCHEMA})
     def get(self, request: Request) -> Response:
         if not request.user or not request.user.is_authenticated:
             raise NotAuthenticated("A token is required to read the replication status.")

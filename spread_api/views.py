@@ -8,12 +8,10 @@ Django's plain ASGI handler) ``post`` reads the already received body here.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
-from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from drf_spectacular.openapi import AutoSchema
@@ -42,6 +40,7 @@ from .access import Principal
 from .authentication import SpreadJWTAuthentication
 from .errors import exception_handler
 from .permissions import TopicAccess
+from .streaming import served
 from .tokens import UserTokenObtainPairSerializer, device_token, new_device_uid
 
 READ_BLOCK = 64 * 1024
@@ -93,23 +92,6 @@ def raw_topic(request: HttpRequest, topic: str) -> bytes:
     if not raw:
         return "/".join(quote(segment, safe="") for segment in topic.split("/")).encode("ascii")
     return raw_remainder(request.path, raw, topic)
-
-
-def _streamed(request: Request, chunks: Iterator[bytes]) -> Iterator[bytes] | AsyncIterator[bytes]:
-    """A blocking iterator of bytes as the server wants it: as is under WSGI; under ASGI, an async
-    iterator that takes each chunk on the thread pool (so the event loop never blocks)."""
-    if not isinstance(request._request, ASGIRequest):
-        return chunks
-
-    def take() -> bytes | None:
-        return next(chunks, None)
-
-    async def chunks_off_loop() -> AsyncIterator[bytes]:
-        take_off_loop = sync_to_async(take, thread_sensitive=False)
-        while (chunk := await take_off_loop()) is not None:
-            yield chunk
-
-    return chunks_off_loop()
 
 
 def value_headers(event: Event) -> dict[str, str]:
@@ -214,7 +196,7 @@ class RawTopicView(TopicView):
             remote = None if as_of else read_through.fetch(self.topic_path)
             if remote is None:
                 raise
-            return StreamingHttpResponse(_streamed(request, remote.chunks()), headers=remote.headers)
+            return StreamingHttpResponse(served(request, remote.chunks()), headers=remote.headers)
         if isinstance(current, HttpResponse):
             return current
         value = reader.ValueReader(current)

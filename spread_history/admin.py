@@ -5,6 +5,7 @@ with a confirmation page. Rollbacks need the ``rollback_topic`` permission."""
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,10 +15,12 @@ from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from spread_api.streaming import served
 from spread_core.clock import MICROSECONDS
 from spread_core.exceptions import SpreadError
 from spread_core.history import timeline
@@ -29,6 +32,7 @@ from spread_core.reader import ValueReader, event_as_of
 from .activity import activity, conflict_losers
 from .browse import browse
 from .models import TopicHistory
+from .playback import Player, events_between, rebased
 from .preview import preview, text_of
 from .retention import Policy, prune
 from .rollback import parse_point, plan_rollback, restore, rollback
@@ -36,6 +40,7 @@ from .rollback import parse_point, plan_rollback, restore, rollback
 TIMELINE_PAGE = 200
 TRAVEL_PAGE = 100
 CONFLICTS_PAGE = 100
+PROGRESS_MARKER = "<!--spread:progress-->"
 
 
 def as_datetime(date_us: int) -> datetime:
@@ -59,6 +64,7 @@ class TopicHistoryAdmin(admin.ModelAdmin):
     tree_template = "spread_history/tree.html"
     activity_template = "spread_history/activity.html"
     conflicts_template = "spread_history/conflicts.html"
+    replay_template = "spread_history/replay.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TopicHistory]:
         return super().get_queryset(request).select_related("current")
@@ -153,6 +159,7 @@ class TopicHistoryAdmin(admin.ModelAdmin):
             path("travel/", wrap(self.travel_view), name="spread_history_topichistory_travel"),
             path("activity/", wrap(self.activity_view), name="spread_history_topichistory_activity"),
             path("conflicts/", wrap(self.conflicts_view), name="spread_history_topichistory_conflicts"),
+            path("replay/", wrap(self.replay_view), name="spread_history_topichistory_replay"),
             *super().get_urls(),
         ]
 
@@ -216,7 +223,9 @@ class TopicHistoryAdmin(admin.ModelAdmin):
         event = self._event(pk, iteration)
         if event.deleted or event.aborted:
             raise PermissionDenied("This event has no value to download.")
-        response = StreamingHttpResponse(iter(ValueReader(event)), content_type=event.content_type)
+        response = StreamingHttpResponse(
+            served(request, iter(ValueReader(event))), content_type=event.content_type
+        )
         name = event.topic.path.rsplit("/", 1)[-1] or "value"
         response["Content-Disposition"] = f'attachment; filename="{name}@{event.iteration}"'
         return response
@@ -344,3 +353,65 @@ class TopicHistoryAdmin(admin.ModelAdmin):
         return TemplateResponse(
             request, self.conflicts_template, self.context(request, "Conflict losers", **extra)
         )
+
+    def has_playback_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("spread_history.playback_topic")
+
+    def replay_view(self, request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+        """Replay a range of a subtree into another prefix at a speed: the form and the count
+        (GET), then (POST) a page that streams its progress as the events are written."""
+        if not self.has_playback_permission(request):
+            raise PermissionDenied
+        data = request.POST if request.method == "POST" else request.GET
+        fields = {name: data.get(name, "").strip() for name in ("prefix", "start", "end", "into", "speed")}
+        extra: dict[str, Any] = {"fields": fields, "count": None}
+        if fields["into"]:
+            try:
+                player, events = self._replay_plan(fields)
+            except SpreadError as exc:
+                extra["error"] = exc.detail
+            else:
+                extra["count"] = events.count()
+                if request.method == "POST":
+                    return self._stream_replay(request, player, events, extra)
+        return TemplateResponse(request, self.replay_template, self.context(request, "Replay", **extra))
+
+    def _replay_plan(self, fields: dict[str, str]) -> tuple[Player, QuerySet[Event]]:
+        prefix = TopicPath.from_canonical(fields["prefix"].strip("/"))
+        into = TopicPath.from_canonical(fields["into"].strip("/"))
+        if prefix.covers(into) or into.covers(prefix):
+            raise SpreadError("The target prefix must not overlap the replayed one.")
+        try:
+            speed = float(fields["speed"] or "1")
+        except ValueError as exc:
+            raise SpreadError("The speed is a number (0: no pauses).") from exc
+        start = parse_point(fields["start"]) if fields["start"] else {}
+        end = parse_point(fields["end"]) if fields["end"] else {}
+        return Player(prefix, into, speed=max(speed, 0.0)), events_between(prefix, start, end)
+
+    def _stream_replay(
+        self, request: HttpRequest, player: Player, events: QuerySet[Event], extra: dict[str, Any]
+    ) -> StreamingHttpResponse:
+        player.origin = request.user.get_username()
+        page = render_to_string(
+            self.replay_template, self.context(request, "Replay", streaming=True, **extra), request=request
+        )
+        head, tail = page.split(PROGRESS_MARKER, 1)
+
+        def progress() -> Iterator[bytes]:
+            yield head.encode()
+            done = 0
+            for event in player.steps(events):
+                done += 1
+                line = format_html(
+                    '<li class="replayed">{} / {}: {} (iteration {})</li>\n',
+                    done,
+                    extra["count"],
+                    rebased(event.topic.path, player.prefix, player.into),  # type: ignore[arg-type]
+                    event.iteration,
+                )
+                yield line.encode()
+            yield format_html('</ol><p id="replay-done">Replayed {} event(s).</p>', done).encode()
+            yield tail.encode()
+
+        return StreamingHttpResponse(served(request, progress()), content_type="text/html; charset=utf-8")

@@ -5,7 +5,7 @@ their original dates divided by a speed factor."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from django.db.models import QuerySet
@@ -18,6 +18,7 @@ from spread_core.reader import ValueReader
 
 #: Longest pause between two replayed events, whatever the gap between their dates.
 MAX_PAUSE = 10.0
+BATCH = 500
 
 
 def events_between(prefix: TopicPath, start: dict[str, int], end: dict[str, int]) -> QuerySet[Event]:
@@ -34,6 +35,16 @@ def events_between(prefix: TopicPath, start: dict[str, int], end: dict[str, int]
         events = events.filter(date__lte=end["at_date"])
     by_date = "at_date" in start or "at_date" in end
     return events.order_by("date", "iteration") if by_date else events.order_by("iteration")
+
+
+def _in_batches(events: QuerySet[Event]) -> Iterator[Event]:
+    """``events`` read a batch at a time, without a cursor held open between two steps (a
+    streamed replay may run each step on another thread and database connection). The source
+    prefix does not change while it is replayed elsewhere, so the offsets stay valid."""
+    offset = 0
+    while batch := list(events[offset : offset + BATCH]):
+        yield from batch
+        offset += len(batch)
 
 
 def rebased(path: str, prefix: TopicPath, into: TopicPath) -> TopicPath:
@@ -55,17 +66,22 @@ class Player:
         gap = (event.date - previous.date) / MICROSECONDS / self.speed
         return min(max(gap, 0.0), MAX_PAUSE)
 
-    def play(self, events: QuerySet[Event], on_event: Callable[[Event], None] = lambda e: None) -> int:
-        """Replay ``events`` in order; returns how many. Each one is written under ``into`` (a
-        tombstone stays a tombstone) and passed to ``on_event``."""
+    def steps(self, events: QuerySet[Event]) -> Iterator[Event]:
+        """Replay ``events`` in order, yielding each after it was written under ``into`` (a
+        tombstone stays a tombstone)."""
         previous: Event | None = None
-        count = 0
-        for event in events.iterator(chunk_size=500):
+        for event in _in_batches(events):
             self.sleep(self.pause_before(event, previous))
             if self.into is not None:
                 self.write(event)
-            on_event(event)
+            yield event
             previous = event
+
+    def play(self, events: QuerySet[Event], on_event: Callable[[Event], None] = lambda e: None) -> int:
+        """Replay ``events``, passing each to ``on_event``; returns how many."""
+        count = 0
+        for event in self.steps(events):
+            on_event(event)
             count += 1
         return count
 

@@ -76,3 +76,25 @@ def test_time_travel_shows_the_subtree_as_of_an_iteration_and_steps_between_chan
     later = client.get(admin_url("travel"), {"prefix": "live", "at": third}).content.decode()
     assert "live/a" not in later.split('id="travel"')[1]  # deleted by then
     assert "next change" not in later
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_admin_replay_previews_then_streams_its_progress_while_writing() -> None:
+    record_three()
+    assert operator(username="viewer").get(admin_url("replay")).status_code == 403
+    client = operator("playback_topic")
+    form = {"prefix": "live", "into": "copy", "speed": "0"}
+    preview = client.get(admin_url("replay"), form).content.decode()
+    assert "3 event(s) to replay" in preview
+    assert not Event.objects.filter(topic__path__startswith="copy/").exists()  # a preview writes nothing
+    overlapping = client.get(admin_url("replay"), {**form, "into": "live/copy"}).content.decode()
+    assert "must not overlap" in overlapping
+
+    response = client.post(admin_url("replay"), form)
+    body = b"".join(response.streaming_content).decode()
+    assert body.count('class="replayed"') == 3
+    assert "1 / 3: copy/a" in body and "3 / 3: copy/a" in body
+    assert 'id="replay-done">Replayed 3 event(s).' in body
+    assert api.get("copy/b/c").value == b"2"  # type: ignore[union-attr]
+    assert api.get("copy/a") is None
+    assert {e.origin for e in Event.objects.filter(topic__path__startswith="copy/")} == {"operator"}

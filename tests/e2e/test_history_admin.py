@@ -84,3 +84,32 @@ async def test_an_admin_rollback_reaches_live_subscribers_and_peers(
     converged = await asyncio.to_thread(wait_converged, [a, b], p)
     assert converged == {config["path"]: config["id"], removed["path"]: removed["id"]}
     assert await asyncio.to_thread(state, b, p) == converged
+
+
+async def test_an_admin_replay_streams_progress_and_reaches_subscribers_and_peers(
+    make_node: Callable[..., LiveNode],
+) -> None:
+    a, b = start_node(make_node, "replay-a"), start_node(make_node, "replay-b")
+    source, target = unique_prefix("source"), unique_prefix("target")
+    await asyncio.to_thread(link, b, a, source, target)
+    written = [await asyncio.to_thread(write, a, f"{source}/t{i}", f"value {i}") for i in range(3)]
+    admin = await asyncio.to_thread(admin_session, a)
+    url = "/admin/spread_history/topichistory/replay/"
+    form = {"prefix": source, "into": target, "speed": "0"}
+    try:
+        async with open_ws(a, target) as subscriber:
+            await subscriber.catch_up()
+            preview = await asyncio.to_thread(admin.get, url, params=form)
+            assert "3 event(s) to replay" in preview.text
+            token = CSRF_FIELD.findall(preview.text)[-1]
+            done = await asyncio.to_thread(admin.post, url, data={**form, "csrfmiddlewaretoken": token})
+            assert done.status_code == 200 and "Replayed 3 event(s)." in done.text
+            replayed = await subscriber.updates(3)
+    finally:
+        admin.close()
+    assert [(e["path"], e["value"], e["from"]) for e in replayed] == [
+        (f"{target}/t{i}", f"value {i}", OPERATOR) for i in range(3)
+    ]
+    assert len({e["id"] for e in replayed} & {w["id"] for w in written}) == 0
+    converged = await asyncio.to_thread(wait_converged, [a, b], target)
+    assert converged == {e["path"]: e["id"] for e in replayed}

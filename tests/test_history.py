@@ -310,3 +310,33 @@ def test_the_retention_page_counts_expired_events_and_prunes_on_confirmation() -
         assert Event.objects.filter(topic__path="ret/x").count() == 3  # the page changes nothing
         assert client.post(admin_url("retention")).status_code == 302
     assert [bytes(e.value) for e in Event.objects.filter(topic__path="ret/x")] == [b"v2"]
+
+
+def test_the_history_and_rollback_commands() -> None:
+    import io
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    first = api.post("cmd/a", b"one", origin="alice")["iteration"]
+    api.post("cmd/a", b"two", origin="bob")
+    out = io.StringIO()
+    call_command("spread_history", "cmd/a", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert "superseded" in lines[1] and "alice" in lines[1]
+    assert "current" in lines[2] and "bob" in lines[2]
+    as_json = io.StringIO()
+    call_command("spread_history", "cmd/a", "--json", stdout=as_json)
+    assert [e["status"] for e in json.loads(as_json.getvalue())["events"]] == ["superseded", "current"]
+    with pytest.raises(CommandError):
+        call_command("spread_history", "cmd/nothing")
+
+    dry = io.StringIO()
+    call_command("spread_rollback", "cmd", "--to", str(first), "--dry-run", stdout=dry)
+    assert "cmd/a: value of iteration" in dry.getvalue() and "dry run" in dry.getvalue()
+    assert api.get("cmd/a").value == b"two"  # type: ignore[union-attr]
+    call_command("spread_rollback", "cmd", "--to", str(first), "--origin", "ops", stdout=io.StringIO())
+    current = api.get("cmd/a")
+    assert current is not None and (current.value, current.origin) == (b"one", "ops")
+    with pytest.raises(CommandError):
+        call_command("spread_rollback", "cmd", "--to", "yesterday-ish")

@@ -73,6 +73,10 @@ DEFAULTS: dict[str, Any] = {
     # Every accepted event as JSON to: None (off), "logging" (logger "spread.events", INFO), or
     # the dotted path of a callable taking the event dict.
     "EVENT_LOG": None,
+    # Concurrent writes of a process share one transaction and durable commit (group commit);
+    # at most this many per commit.
+    "GROUP_COMMIT": True,
+    "GROUP_COMMIT_MAX": 64,
     # History retention (spread_prune, the admin): None keeps everything; else a dict with
     # "KEEP_LAST" (events per topic) and/or "KEEP_SECONDS", and "ARCHIVE_DIR" (None: expired
     # events are deleted). A topic's current event is never removed.

@@ -35,8 +35,15 @@ def write_transaction() -> Iterator[None]:
         yield
 
 
+_shared = threading.local()
+
+
 def lock_counter() -> Counter:
-    """Lock the iteration counter for the current transaction and return it."""
+    """Lock the iteration counter for the current transaction and return it (inside
+    ``shared_counter``: the counter that block locked once for all its writes)."""
+    shared: Counter | None = getattr(_shared, "counter", None)
+    if shared is not None:
+        return shared
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("lock_counter() must run inside transaction.atomic().")
     counter, _ = Counter.objects.select_for_update().get_or_create(pk=ITERATION_COUNTER)
@@ -44,10 +51,25 @@ def lock_counter() -> Counter:
 
 
 def take_next(counter: Counter) -> int:
-    """Advance a counter locked by ``lock_counter`` and return the new iteration."""
+    """Advance a counter locked by ``lock_counter`` and return the new iteration (inside
+    ``shared_counter`` the row is written once, when the block ends)."""
     counter.value += 1
-    counter.save(update_fields=["value"])
+    if counter is not getattr(_shared, "counter", None):
+        counter.save(update_fields=["value"])
     return counter.value
+
+
+@contextmanager
+def shared_counter() -> Iterator[None]:
+    """Inside a write transaction: lock the counter once for several writes (a group commit),
+    and store its final value once at the end; nothing is stored if the block raises."""
+    counter = lock_counter()
+    _shared.counter = counter
+    try:
+        yield
+    finally:
+        _shared.counter = None
+    counter.save(update_fields=["value"])
 
 
 def log(counter: Counter, event: Event, kind: str) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from django.db import transaction
 
 from . import fanout, iteration, tree
+from .batching import batcher
 from .clock import MICROSECONDS, now_us
 from .conf import spread_settings
 from .exceptions import TopicExists, UploadAborted
@@ -80,51 +81,62 @@ def record(write: WriteRequest, *, value: bytes | None, is_blob: bool = False, s
     stays incomplete until ``finish_upload``). An event already stored gives ``EXISTING`` and
     changes nothing. Raises ``TopicExists`` for a create-only write to a topic that has a value.
     """
+    if batcher.applies():
+        recorded = batcher.run(lambda: _record(write, value, is_blob, sha256))
+        if recorded.outcome is not Outcome.EXISTING:
+            _announce(recorded)  # committed: ring from the caller's thread, not the writer's
+        return recorded
+    with iteration.write_transaction():
+        recorded = _record(write, value, is_blob, sha256)
+        if recorded.outcome is not Outcome.EXISTING:
+            transaction.on_commit(lambda: _announce(recorded))
+    return recorded
+
+
+def _record(write: WriteRequest, value: bytes | None, is_blob: bool, sha256: str) -> Recorded:
+    """The body of ``record``, inside a write transaction (the caller's or a group commit's)."""
     path = write.path.require_topic()
     eid = write.event_id
-    with iteration.write_transaction():
-        counter = iteration.lock_counter()
-        existing = Event.objects.select_related("topic").filter(event_id=eid, aborted=False).first()
-        if existing is not None:
-            return Recorded(existing, Outcome.EXISTING)
-        topic = Topic.objects.select_related("current").filter(path_hash=path_hash(path.canonical)).first()
-        if topic is None:
-            topic = tree.node(path.canonical)
-        current = topic.current
-        if write.create_only and current is not None and _has_value(current):
-            current.topic = topic  # the 409 answer shows its path
-            raise TopicExists(current)
-        outcome = decide(current.key if current else None, EventKey(write.date, write.origin))
-        size = 0 if value is None else len(value)
-        event = Event.objects.create(
-            iteration=iteration.take_next(counter),
-            event_id=eid,
-            topic=topic,
-            origin=write.origin,
-            date=write.date,
-            received=now_us(),
-            deleted=write.deleted,
-            too_late=outcome is Outcome.TOO_LATE,
-            content_type=write.content_type,
-            size=size,
-            value=None if is_blob else value,
-            is_blob=is_blob,
-            complete=not is_blob,
-            sha256=sha256,
-            # A replicated upload has no lease: its bytes come from the peer, and a link that
-            # drops resumes it (readers wait) instead of aborting it.
-            lease_until=_lease() if is_blob and not write.source else None,
-            source=write.source,
-        )
-        Change.objects.create(iteration=event.iteration, event=event, kind=Change.WRITE)
-        if is_blob and value:
-            BlobChunk.objects.create(event=event, index=0, data=value)
-        if outcome is Outcome.OK:
-            topic.current, topic.changed = event, event.iteration
-            topic.save(update_fields=["current", "changed"])
-        recorded = Recorded(event, outcome)
-        transaction.on_commit(lambda: _announce(recorded))
-    return recorded
+    counter = iteration.lock_counter()
+    existing = Event.objects.select_related("topic").filter(event_id=eid, aborted=False).first()
+    if existing is not None:
+        return Recorded(existing, Outcome.EXISTING)
+    topic = Topic.objects.select_related("current").filter(path_hash=path_hash(path.canonical)).first()
+    if topic is None:
+        topic = tree.new_node(path.canonical)
+    current = topic.current
+    if write.create_only and current is not None and _has_value(current):
+        current.topic = topic  # the 409 answer shows its path
+        raise TopicExists(current)
+    outcome = decide(current.key if current else None, EventKey(write.date, write.origin))
+    size = 0 if value is None else len(value)
+    event = Event.objects.create(
+        iteration=iteration.take_next(counter),
+        event_id=eid,
+        topic=topic,
+        origin=write.origin,
+        date=write.date,
+        received=now_us(),
+        deleted=write.deleted,
+        too_late=outcome is Outcome.TOO_LATE,
+        content_type=write.content_type,
+        size=size,
+        value=None if is_blob else value,
+        is_blob=is_blob,
+        complete=not is_blob,
+        sha256=sha256,
+        # A replicated upload has no lease: its bytes come from the peer, and a link that
+        # drops resumes it (readers wait) instead of aborting it.
+        lease_until=_lease() if is_blob and not write.source else None,
+        source=write.source,
+    )
+    Change.objects.create(iteration=event.iteration, event=event, kind=Change.WRITE)
+    if is_blob and value:
+        BlobChunk.objects.create(event=event, index=0, data=value)
+    if outcome is Outcome.OK:
+        topic.current, topic.changed = event, event.iteration
+        topic.save(update_fields=["current", "changed"])
+    return Recorded(event, outcome)
 
 
 def _announce(recorded: Recorded) -> None:

@@ -13,15 +13,18 @@ def _split(canonical: str) -> tuple[str, str]:
 
 
 def node(canonical: str) -> Topic:
-    """The topic row of ``canonical`` (created with its missing ancestors); in a write
-    transaction, so that concurrent writers never create the same row twice."""
+    """The topic row of ``canonical``, created with its missing ancestors. Call it inside a
+    write transaction that holds the iteration counter (``iteration.lock_counter``): writers are
+    serialised there, so a row found missing cannot be created by another writer meanwhile."""
     topic = Topic.objects.filter(path_hash=path_hash(canonical)).first()
-    if topic is not None:
-        return topic
+    return topic if topic is not None else new_node(canonical)
+
+
+def new_node(canonical: str) -> Topic:
+    """Create the row of ``canonical``, known to be missing (see ``node``), and its ancestors."""
     parent_path, name = _split(canonical)
     parent = node(parent_path) if parent_path else None
-    topic, _ = Topic.objects.get_or_create(
-        path_hash=path_hash(canonical),
-        defaults={"path": canonical, "depth": canonical.count(SEPARATOR) + 1, "name": name, "parent": parent},
+    depth = canonical.count(SEPARATOR) + 1
+    return Topic.objects.create(
+        path=canonical, path_hash=path_hash(canonical), depth=depth, name=name, parent=parent
     )
-    return topic

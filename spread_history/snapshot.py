@@ -63,8 +63,9 @@ def export(prefix: TopicPath, out: TextIO, progress: Progress = lambda n: None) 
     Everything is read in one transaction (REPEATABLE READ on PostgreSQL; SQLite's WAL read
     snapshot), so the snapshot is consistent even while the node takes writes. Uploads still in
     progress are left out (they are not values yet)."""
+    outermost = not connection.in_atomic_block  # else the caller's transaction decides
     with transaction.atomic():
-        if connection.vendor == "postgresql":
+        if outermost and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         head = current_iteration()

@@ -13,6 +13,16 @@ from spread_core.testing import LiveNode
 from .nodes import Databases, Nodes
 
 
+@pytest.fixture(scope="session", autouse=True)
+def stop_group_commit(django_db_setup: None) -> Iterator[None]:
+    """Stop the group-commit writer thread (and close its connection) before the test database
+    is dropped at the end of the session."""
+    yield
+    from spread_core.batching import batcher
+
+    batcher.stop()
+
+
 @pytest.fixture
 def fresh_database_url(tmp_path: Path) -> Iterator[Callable[[str], str]]:
     """Factory of new, empty databases of the backend this run uses (SQLite file or PostgreSQL)."""

@@ -1,0 +1,126 @@
+"""Group commit: concurrent writes of one process share a transaction and its durable commit.
+
+A write that is not inside a caller's transaction is queued; one writer thread takes every write
+waiting at that moment, runs them in ONE transaction and commits once (one fsync for the whole
+batch), then wakes the callers with their results. When a write fails, the batch is rolled back
+and each write runs again in a transaction of its own, so that only that one fails. Each caller
+then rings its subscribers from its own thread (the server's event-loop context). Iterations
+stay dense and in commit order: the batch's writes take consecutive iterations in queue order,
+under the same counter lock as before. A lone write is a batch of one, so latency without
+concurrency is as before; with N writers waiting, they pay one commit instead of N.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from django.db import close_old_connections, connection, transaction
+
+from .conf import spread_settings
+from .iteration import shared_counter, write_transaction
+
+T = TypeVar("T")
+Job = tuple[Callable[[], Any], Future[Any]]
+#: The writer thread closes its database connection after this many idle seconds.
+IDLE_CLOSE = 1.0
+_STOP: Any = ("stop", None)
+
+
+class WriteBatcher:
+    """The process's writer thread and its queue (started on the first write)."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
+        self.start_lock = threading.Lock()
+
+    @staticmethod
+    def applies() -> bool:
+        """Whether a write made now would be batched: group commit is on, and the caller is not
+        inside a transaction of its own (its writes must commit with it)."""
+        return bool(spread_settings.GROUP_COMMIT) and not transaction.get_connection().in_atomic_block
+
+    def run(self, write: Callable[[], T]) -> T:
+        """Run ``write`` in a batch transaction and return its result (or raise its error) once
+        the batch has committed. Commit hooks of ``write`` would run on the writer thread: the
+        caller does its after-commit work itself when this returns."""
+        if threading.current_thread() is self.thread:
+            raise RuntimeError("A batched write cannot wait for another batched write.")
+        future: Future[T] = Future()
+        self.jobs.put((write, future))
+        self._ensure_thread()
+        return future.result()
+
+    def _ensure_thread(self) -> None:
+        if self.thread is not None and self.thread.is_alive():
+            return
+        with self.start_lock:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._loop, name="spread-group-commit", daemon=True)
+                self.thread.start()
+
+    def stop(self) -> None:
+        """End the writer thread (after the writes already queued) and close its connection."""
+        thread = self.thread
+        if thread is not None and thread.is_alive():
+            self.jobs.put(_STOP)
+            thread.join()
+        self.thread = None
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                first = self.jobs.get(timeout=IDLE_CLOSE)
+            except queue.Empty:
+                connection.close()  # idle: give the connection back (a pool takes it back cheaply)
+                continue
+            batch = [first]
+            limit = spread_settings.GROUP_COMMIT_MAX
+            while len(batch) < limit:
+                try:
+                    batch.append(self.jobs.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = _STOP in batch
+            jobs = [job for job in batch if job is not _STOP]
+            if jobs:
+                self._commit(jobs)
+            if stopping:
+                connection.close()
+                return
+
+    @classmethod
+    def _commit(cls, batch: list[Job]) -> None:
+        """Run the batch in one transaction; if any write fails, roll it all back and run each
+        write in a transaction of its own, so that only the failing one fails."""
+        close_old_connections()  # a connection the database dropped is replaced, like per request
+        try:
+            with write_transaction(), shared_counter():
+                results = [write() for write, _ in batch]
+        except Exception:
+            if len(batch) == 1:
+                cls._run_alone(batch[0])
+            else:
+                for job in batch:
+                    cls._run_alone(job)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            future.set_result(result)
+
+    @staticmethod
+    def _run_alone(job: Job) -> None:
+        write, future = job
+        try:
+            with write_transaction():
+                result = write()
+        except Exception as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+
+batcher = WriteBatcher()

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,51 +26,31 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench import fanout  # noqa: E402
+from bench import fanout, peers  # noqa: E402
 from spread_core.testing import LiveNode, free_port  # noqa: E402
 
 BENCH_SECRET = "spread-bench-secret-key-0123456789-0123456789-0123456789"
-TIME_LIMIT = 60.0  # seconds per measured loop, whatever the request count
 VALUE = b"x" * 100
 
 
 async def http_load(
     url_of: Any, method: str, count: int, concurrency: int, headers: dict[str, str]
 ) -> dict[str, Any]:
-    """Send ``count`` requests with ``concurrency`` in flight; return rate and latency percentiles."""
-    latencies: list[float] = []
-    errors = 0
-    next_index = 0
-    deadline = time.monotonic() + TIME_LIMIT
+    """Send ``count`` requests with ``concurrency`` in flight; return rate and latency percentiles
+    (a non-200 answer counts as an error)."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-
     async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
 
-        async def worker() -> None:
-            nonlocal next_index, errors
-            while next_index < count and time.monotonic() < deadline:
-                index = next_index
-                next_index += 1
-                started = time.perf_counter()
-                if method == "POST":
-                    response = await client.post(url_of(index), content=VALUE, headers=headers)
-                else:
-                    response = await client.get(url_of(index))
-                latencies.append(time.perf_counter() - started)
-                if response.status_code != 200:
-                    errors += 1
+        async def request(index: int) -> None:
+            if method == "POST":
+                response = await client.post(url_of(index), content=VALUE, headers=headers)
+            else:
+                response = await client.get(url_of(index))
+            response.raise_for_status()
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "requests": len(latencies),
-        "errors": errors,
-        "per_second": round(len(latencies) / elapsed, 1),
-        "p50_ms": round(1000 * statistics.median(latencies), 2),
-        "p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 2),
-    }
+        figures = await peers.load(request, count, concurrency)
+    figures["requests"] = figures.pop("operations")
+    return figures
 
 
 def start_baseline(log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:

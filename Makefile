@@ -50,6 +50,8 @@ check: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(PY) -m bench
+	$(PY) -m bench.peers
+	$(PY) -m bench.plot
 
 clean:
 	rm -rf $(VENV) db.sqlite3* test_db.sqlite3* .secret_key

@@ -199,6 +199,8 @@ class RawTopicView(TopicView):
             return StreamingHttpResponse(served(request, remote.chunks()), headers=remote.headers)
         if isinstance(current, HttpResponse):
             return current
+        if not current.is_blob:  # inline: the bytes are here; no stream, no more thread hops
+            return HttpResponse(bytes(current.value or b""), headers=value_headers(current))
         value = reader.ValueReader(current)
         content = value.__aiter__() if isinstance(request._request, ASGIRequest) else iter(value)
         return StreamingHttpResponse(content, headers=value_headers(current))

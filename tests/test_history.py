@@ -53,9 +53,9 @@ def test_a_raw_get_with_at_or_at_date_returns_the_past_value_and_bad_values_are_
     first = api.post("h/b", b"old", date=DATE)["iteration"]
     api.post("h/b", b"new", date=DATE + 1)
     client = Client()
-    assert b"".join(client.get("/raw/h/b", {"at": first}).streaming_content) == b"old"
-    assert b"".join(client.get("/raw/h/b", {"at_date": DATE + 1}).streaming_content) == b"new"
-    assert b"".join(client.get("/raw/h/b").streaming_content) == b"new"
+    assert client.get("/raw/h/b", {"at": first}).content == b"old"
+    assert client.get("/raw/h/b", {"at_date": DATE + 1}).content == b"new"
+    assert client.get("/raw/h/b").content == b"new"
     assert client.get("/raw/h/b", {"at": 0}).status_code == 404
     bad = client.get("/raw/h/b", {"at": "-3"})
     assert (bad.status_code, bad.json()["error"]) == (400, "invalid_parameter")

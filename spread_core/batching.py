@@ -88,7 +88,12 @@ class WriteBatcher:
             stopping = _STOP in batch
             jobs = [job for job in batch if job is not _STOP]
             if jobs:
-                self._commit(jobs)
+                try:
+                    self._commit(jobs)
+                except Exception as exc:  # never leave a caller waiting, never lose the thread
+                    for _, future in jobs:
+                        if not future.done():
+                            future.set_exception(exc)
             if stopping:
                 connection.close()
                 return

@@ -26,12 +26,13 @@ from spread_core import api
 from spread_core.conf import spread_settings
 from spread_core.exceptions import InvalidFrame, NotSubscribed, TooManySubscriptions
 from spread_core.paths import TopicPath, raw_remainder
+from spread_core.threads import in_thread_pool
 from spread_core.types import EventJSON
 
 from . import headers
 from .access import ANONYMOUS, Principal, authenticate_token, check_read, check_write
 from .errors import describe
-from .live import LiveFeeds, in_thread_pool
+from .live import LiveFeeds
 
 logger = logging.getLogger(__name__)
 

@@ -15,26 +15,19 @@ import contextlib
 import logging
 from typing import Any
 
-from channels.db import DatabaseSyncToAsync
 from channels.exceptions import StopConsumer
 
 from spread_core.conf import spread_settings
 from spread_core.fanout import DOORBELL, group_name
 from spread_core.paths import TopicPath
 from spread_core.subscriptions import Subscription, read_after
+from spread_core.threads import in_thread_pool
 from spread_core.types import EventJSON
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_STOP_TIMEOUT = 2.0
 DROPPED = "spread.dropped"  # a consumer's message to itself: end after dropping its client
-
-
-def in_thread_pool(function: Any) -> Any:
-    """Run a database step of a subscription on the thread pool, not on asgiref's one shared
-    thread: subscriptions are independent readers, and hundreds of them queueing on one thread
-    would serialise every catch-up and delivery of the process."""
-    return DatabaseSyncToAsync(function, thread_sensitive=False)
 
 
 ReadKey = tuple[str, bool, int]

@@ -16,24 +16,19 @@ from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from spread_core.exceptions import Forbidden, SpreadError
+from spread_core.exceptions import SpreadError
 from spread_core.fanout import DOORBELL, group_name
-from spread_core.replication.session import Session, Transport, dumps
+from spread_core.replication.session import GROUP_RENEW_INTERVAL, Session, Transport, close_code, dumps
 from spread_core.replication.status import link_status
+from spread_core.threads import in_thread_pool
 
 from .access import Principal, authenticate_token
 from .consumers import _query, _scope_token
 from .errors import describe
-from .live import in_thread_pool
 from .tokens import KIND_CLAIM, NODE_KIND, READ_CLAIM, UID_CLAIM, WRITE_CLAIM
 from .views import ERROR_SCHEMA, SpreadAPIView
 
 logger = logging.getLogger(__name__)
-
-CLOSE_BAD_FRAME = 4400
-CLOSE_FORBIDDEN = 4403
-#: Group memberships are renewed this often (layers expire members that are not renewed).
-GROUP_RENEW_INTERVAL = 30.0
 
 
 def node_principal(raw_token: str | None) -> Principal:
@@ -128,8 +123,7 @@ class ReplicationConsumer(AsyncWebsocketConsumer):
             await self.send(
                 text_data=dumps({"type": "error", "code": body["error"], "message": body["detail"]})
             )
-        forbidden = isinstance(exc, Forbidden) or getattr(exc, "code", "") == "forbidden_path"
-        await self.close(code=CLOSE_FORBIDDEN if forbidden else CLOSE_BAD_FRAME, reason=body["detail"][:120])
+        await self.close(code=close_code(exc), reason=body["detail"][:120])
 
     async def spread_changed(self, message: dict[str, Any]) -> None:
         if self.doorbell is not None:

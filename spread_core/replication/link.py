@@ -17,10 +17,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from ..conf import spread_settings
-from ..exceptions import Forbidden, SpreadError
+from ..exceptions import SpreadError
 from ..fanout import group_name
 from ..models import Peer
-from .session import Session, Transport, dumps, in_thread_pool
+from ..threads import in_thread_pool
+from .session import GROUP_RENEW_INTERVAL, Session, Transport, close_code, dumps
 from .status import link_cursor_name, peer_prefixes
 
 logger = logging.getLogger(__name__)
@@ -30,9 +31,6 @@ FIRST_BACKOFF = 0.5
 OPEN_TIMEOUT = 10.0
 #: Bytes frames carry blob chunks (CHUNK_SIZE) plus a header; events frames stay well below.
 MAX_FRAME = 16 * 1024 * 1024
-CLOSE_BAD_FRAME = 4400
-CLOSE_FORBIDDEN = 4403
-GROUP_RENEW_INTERVAL = 30.0
 
 
 def websocket_url(base: str) -> str:
@@ -143,7 +141,7 @@ class Link:
                         await session.receive_text(message)
             except SpreadError as exc:
                 self.last_error = f"{exc.code}: {exc.detail}"
-                code = CLOSE_FORBIDDEN if isinstance(exc, Forbidden) else CLOSE_BAD_FRAME
+                code = close_code(exc)
                 with contextlib.suppress(Exception):
                     await websocket.send(dumps({"type": "error", "code": exc.code, "message": exc.detail}))
                 await websocket.close(code, exc.detail[:120])

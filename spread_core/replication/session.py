@@ -21,14 +21,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from channels.db import DatabaseSyncToAsync
-
 from ..conf import spread_settings
 from ..exceptions import Forbidden, InvalidFrame, UploadAborted
 from ..iteration import current_iteration
 from ..models import Event
 from ..paths import TopicPath, intersect_prefixes
 from ..reader import ValueReader
+from ..threads import in_thread_pool
 from . import apply, log
 
 logger = logging.getLogger(__name__)
@@ -36,11 +35,16 @@ logger = logging.getLogger(__name__)
 PROTOCOL = "spread-replication-1"
 ID_LENGTH = 32  # an event id: 32 hex characters
 BYTES_HEADER = struct.Struct(f"!{ID_LENGTH}sQ")  # event id, byte offset; the bytes follow
+CLOSE_BAD_FRAME = 4400
+CLOSE_FORBIDDEN = 4403
+#: Layer group memberships are renewed this often (layers expire members that are not renewed).
+GROUP_RENEW_INTERVAL = 30.0
 
 
-def in_thread_pool(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-    """A database step of a session, on the thread pool (sessions are independent of each other)."""
-    return DatabaseSyncToAsync(function, thread_sensitive=False)
+def close_code(exc: BaseException) -> int:
+    """The websocket close code that ends a session because of ``exc`` (either end)."""
+    forbidden = isinstance(exc, Forbidden) or getattr(exc, "code", "") == "forbidden_path"
+    return CLOSE_FORBIDDEN if forbidden else CLOSE_BAD_FRAME
 
 
 def dumps(frame: dict[str, Any]) -> str:

@@ -22,7 +22,7 @@ import random
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,12 +251,6 @@ async def wait_for_writers(
         assert writer.returncode == 0, err.decode(errors="replace")
         summaries.append(json.loads(out))
     return summaries
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
-        yield http
 
 
 async def test_resuming_subscribers_see_every_change_once_on_one_node_on_redis(

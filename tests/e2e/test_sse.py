@@ -8,7 +8,7 @@ own.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -18,7 +18,6 @@ from spread_core.testing import LiveNode
 
 from .realtime import (
     BASE_DATE,
-    HTTP_TIMEOUT,
     View,
     current_ids,
     delete,
@@ -35,22 +34,6 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def sse_node(module_nodes: Callable[..., LiveNode]) -> LiveNode:
     return module_nodes("sse-node")
-
-
-@pytest.fixture(scope="module")
-def fast_node(module_nodes: Callable[..., LiveNode]) -> LiveNode:
-    return module_nodes("sse-fast", DJANGO_SETTINGS_MODULE="tests.node_settings_realtime")
-
-
-@pytest.fixture(scope="module")
-def private_node(module_nodes: Callable[..., LiveNode]) -> LiveNode:
-    return module_nodes("sse-private", DJANGO_SETTINGS_MODULE="tests.node_settings_private")
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
-        yield http
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,6 @@ from tests.node_settings_realtime import SMALL_MAX_SUBSCRIPTIONS
 from .realtime import (
     BASE_DATE,
     DEADLINE,
-    HTTP_TIMEOUT,
     View,
     current_ids,
     delete,
@@ -47,23 +46,6 @@ CLOSE_MESSAGE_TOO_BIG = 1009
 @pytest.fixture(scope="module")
 def ws_node(module_nodes: Callable[..., LiveNode]) -> LiveNode:
     return module_nodes("ws-node")
-
-
-@pytest.fixture(scope="module")
-def fast_node(module_nodes: Callable[..., LiveNode]) -> LiveNode:
-    """Heartbeats every 0.5 s, at most SMALL_MAX_SUBSCRIPTIONS subscriptions per socket."""
-    return module_nodes("ws-fast", DJANGO_SETTINGS_MODULE="tests.node_settings_realtime")
-
-
-@pytest.fixture(scope="module")
-def private_node(module_nodes: Callable[..., LiveNode]) -> LiveNode:
-    return module_nodes("ws-private", DJANGO_SETTINGS_MODULE="tests.node_settings_private")
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
-        yield http
 
 
 @pytest.fixture(scope="module")

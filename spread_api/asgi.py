@@ -16,9 +16,10 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from asgiref.sync import ThreadSensitiveContext
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from channels.db import database_sync_to_async
-from django.core.handlers.asgi import ASGIRequest
+from django.core.handlers.asgi import ASGIHandler, ASGIRequest
+from django.core.handlers.base import BaseHandler
 from django.http import HttpResponse
 from django.urls import Resolver404, ResolverMatch, resolve, set_script_prefix
 from rest_framework.response import Response
@@ -27,6 +28,7 @@ from spread_core import writer
 from spread_core.api import report
 from spread_core.conf import spread_settings
 from spread_core.exceptions import ClientDisconnected, UploadTimeout
+from spread_core.threads import request_threads
 
 from .views import RawTopicView
 
@@ -85,8 +87,9 @@ class StreamingUploadMiddleware:
         if scope["type"] == "http" and scope["method"] in STREAMED_METHODS:
             match = _match_raw_view(scope)
             if match is not None:
-                # Like Django's handler: this request's sync steps get their own thread, instead
-                # of queueing behind every other upload on the one shared thread.
+                # Like Django's handler: this request's sync steps get a thread of their own
+                # (RequestThreadsMiddleware's, when it wraps this one), instead of queueing
+                # behind every other upload on the one shared thread.
                 async with ThreadSensitiveContext():
                     await self.stream_upload(scope, receive, send, match)
                 return
@@ -129,3 +132,38 @@ class StreamingUploadMiddleware:
                 logger.debug("Streamed upload failed: %s", exc)
             outcome = exc
         await send_response(await database_sync_to_async(render)(outcome), send)
+
+
+class RequestThreadsMiddleware:
+    """Wrap an ASGI application so that each HTTP request runs its sync steps on a reused thread
+    (``spread_core.threads.request_threads``) rather than on a new thread per request."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        async with request_threads.context():
+            await self.app(scope, receive, send)
+
+
+class OneHopASGIHandler(ASGIHandler):
+    """Django's ASGI handler, with the middleware chain and the view run in ONE thread hop.
+
+    Django's own handler runs each sync middleware (``MiddlewareMixin``: security, sessions,
+    CSRF, auth, messages, ...) through ``sync_to_async`` twice per request, once for the request
+    and once for the response, then the sync view once more: about 15 hand-offs between the event
+    loop and a thread for a small GET, which made the event loop the bottleneck of the node. Here
+    the chain is loaded in sync mode and the whole of it runs in the request's thread, as under
+    WSGI: the same middleware, in the same order, with the same results. (Async-only middleware
+    would still work: Django adapts it in sync mode.)
+    """
+
+    def __init__(self) -> None:
+        BaseHandler.__init__(self)
+        self.load_middleware(is_async=False)
+
+    async def get_response_async(self, request: Any) -> Any:
+        return await sync_to_async(self.get_response, thread_sensitive=True)(request)

@@ -27,7 +27,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from spread_core import reader, store, writer
 from spread_core.api import report
-from spread_core.clock import now_us
+from spread_core.clock import check_client_date, now_us
 from spread_core.conf import spread_settings
 from spread_core.exceptions import FeatureDisabled, InvalidHeader, TopicNotFound, ValueTooLarge
 from spread_core.models import Event
@@ -40,6 +40,7 @@ from .access import Principal
 from .authentication import SpreadJWTAuthentication
 from .errors import exception_handler
 from .permissions import TopicAccess
+from .protection import protect_raw
 from .streaming import served
 from .tokens import UserTokenObtainPairSerializer, device_token, new_device_uid
 
@@ -141,6 +142,9 @@ class TopicView(SpreadAPIView):
 class RawTopicView(TopicView):
     """The value of one topic as raw bytes."""
 
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        return protect_raw(super().finalize_response(request, response, *args, **kwargs))
+
     def get_write_request(self, request: Request) -> WriteRequest:
         """Everything about a write except the body; raises on bad headers or a too-large body."""
         length = headers.parse_content_length(request.META.get("CONTENT_LENGTH"))
@@ -153,7 +157,7 @@ class RawTopicView(TopicView):
         return WriteRequest(
             path=self.topic_path.require_topic(),
             origin=Principal(request.user, request.auth).origin,
-            date=now_us() if date is None else date,
+            date=now_us() if date is None else check_client_date(date),
             content_type=headers.parse_content_type(request.META.get("CONTENT_TYPE"), DEFAULT_CONTENT_TYPE),
             create_only=if_none_match is not None,
             expected_sha256=headers.parse_sha256(request.headers.get("X-Spread-Sha256")),

@@ -28,6 +28,10 @@ DEFAULTS: dict[str, Any] = {
     "INLINE_MAX": 4096,
     # Size of one stored blob chunk.
     "CHUNK_SIZE": 256 * KIB,
+    # A client's write dated more than this many seconds ahead of the node's clock is refused
+    # (400 date_too_far_ahead): under last-writer-wins it would beat every later write until
+    # then. None accepts any date. Only dates given over HTTP (X-Spread-Etag) are checked.
+    "MAX_FUTURE_SKEW": 300.0,
     # Largest accepted value; bigger uploads get 413 while streaming.
     "MAX_UPLOAD": 10 * GIB,
     # A partial chunk is stored after this many seconds even if it is not full, so readers of a

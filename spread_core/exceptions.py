@@ -36,6 +36,11 @@ class InvalidParameter(SpreadError):
     default_detail = "Invalid query parameter."
 
 
+class DateTooFarAhead(SpreadError):
+    default_code = "date_too_far_ahead"
+    default_detail = "The write's date is too far ahead of this node's clock."
+
+
 class EmptyValue(SpreadError):
     default_code = "empty_body"
     default_detail = "A value needs a non-empty body; use DELETE to remove a topic."

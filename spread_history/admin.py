@@ -20,6 +20,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from spread_api.protection import protect_raw
 from spread_api.streaming import served
 from spread_core.clock import MICROSECONDS
 from spread_core.exceptions import SpreadError
@@ -228,7 +229,7 @@ class TopicHistoryAdmin(admin.ModelAdmin):
         )
         name = event.topic.path.rsplit("/", 1)[-1] or "value"
         response["Content-Disposition"] = f'attachment; filename="{name}@{event.iteration}"'
-        return response
+        return protect_raw(response)
 
     def restore_view(self, request: HttpRequest, pk: int, iteration: int) -> HttpResponse:
         """GET: confirmation page; POST: write that version's value again as a new event."""

@@ -5,7 +5,9 @@
 - ``REDIS_URL``: when set, the channels-redis layer (else the in-memory layer);
 - ``SPREAD_NODE_NAME``: this node's name (default ``spread``);
 - ``SECRET_KEY`` (default: a random key generated once into ``.secret_key`` beside manage.py);
-- ``DEBUG``: ``1``/``true`` to enable (default off).
+- ``DEBUG``: ``1``/``true`` to enable (default off; ``spread_node`` refuses it on a non-loopback
+  bind);
+- ``ALLOWED_HOSTS``: comma-separated host names the node answers to (default ``*``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def _local_secret_key() -> str:
 
 DEBUG = os.environ.get("DEBUG", "").lower() in {"1", "true", "yes", "on"}
 SECRET_KEY = os.environ.get("SECRET_KEY") or _local_secret_key()
-ALLOWED_HOSTS = ["*"]
+ALLOWED_HOSTS = [host.strip() for host in os.environ.get("ALLOWED_HOSTS", "*").split(",") if host.strip()]
 
 INSTALLED_APPS = [
     "daphne",  # runserver serves ASGI through daphne (development only; see docs/deployment.md)

@@ -251,9 +251,13 @@ def test_x_spread_etag_sets_the_event_date_quoted_or_bare(client: httpx.Client, 
     assert bare.headers["x-spread-etag"] == f'"{DATE + 1}"'
     assert bare.content == b"bare"
 
-    for path, date in (("write/dated-max", 2**63 - 1), ("write/dated-zero", 0)):
-        write(client, path, b"edge", auth, **{"X-Spread-Etag": f'"{date}"'})
-        assert client.get(f"/raw/{path}").headers["x-spread-etag"] == f'"{date}"'
+    write(client, "write/dated-zero", b"edge", auth, **{"X-Spread-Etag": '"0"'})
+    assert client.get("/raw/write/dated-zero").headers["x-spread-etag"] == '"0"'
+    # The largest 64-bit date parses, and is then refused as too far ahead (MAX_FUTURE_SKEW).
+    response = client.post(
+        "/raw/write/dated-max", content=b"edge", headers={**auth, "X-Spread-Etag": f'"{2**63 - 1}"'}
+    )
+    assert_json_error(response, 400, "date_too_far_ahead")
 
 
 def test_an_older_date_is_too_late_and_leaves_the_value(client: httpx.Client, auth: dict[str, str]) -> None:
@@ -749,3 +753,60 @@ def test_api_docs_page_loads_its_assets_from_the_node(client: httpx.Client) -> N
     for asset in assets:
         assert asset.startswith("/static/"), asset
         assert client.get(asset).status_code == 200, asset
+
+
+# ----------------------------------------------------------------------------------------------
+# Dates far in the future, and values that must never act as pages of the site
+
+
+def test_a_date_beyond_max_future_skew_is_refused_and_changes_nothing(
+    client: httpx.Client, auth: dict[str, str]
+) -> None:
+    write(client, "skew/t", b"kept", auth)
+    before = snapshot(client, "skew/t")
+    start = probe_iteration(client, auth)
+    now_us = time.time_ns() // 1000
+    beyond = now_us + int((300 + 60) * 1e6)  # the default MAX_FUTURE_SKEW is 300 s
+    for method, body in (("POST", b"from the future"), ("DELETE", None)):
+        response = client.request(
+            method, "/raw/skew/t", content=body, headers={**auth, "X-Spread-Etag": str(beyond)}
+        )
+        assert "300 s ahead" in assert_json_error(response, 400, "date_too_far_ahead")["detail"]
+    assert probe_iteration(client, auth) == start + 1
+    assert snapshot(client, "skew/t") == before
+    # Within the bound the date is the client's to choose.
+    near = now_us + 10_000_000
+    assert write(client, "skew/t", b"soon", auth, **{"X-Spread-Etag": str(near)})["status"] == "ok"
+    assert client.get("/raw/skew/t").headers["x-spread-etag"] == f'"{near}"'
+
+
+@pytest.mark.parametrize(
+    ("content_type", "attachment"),
+    [
+        ("text/html; charset=utf-8", True),
+        ("image/svg+xml", True),
+        ("application/xhtml+xml", True),
+        ("text/javascript", True),
+        ("application/vnd.evil+xml", True),
+        ("text/plain; charset=utf-8", False),
+        ("application/json", False),
+        ("image/png", False),
+    ],
+)
+def test_raw_values_never_run_as_pages_of_the_site(
+    client: httpx.Client, auth: dict[str, str], content_type: str, attachment: bool
+) -> None:
+    path = f"xss/{content_type.split(';')[0].replace('/', '-')}"
+    payload = b"<script>document.title='owned'</script>"
+    write(client, path, payload, auth, **{"Content-Type": content_type})
+    response = client.get(f"/raw/{path}")
+    assert response.status_code == 200 and response.content == payload
+    assert response.headers["content-type"] == content_type
+    assert response.headers["x-content-type-options"] == "nosniff"
+    policy = response.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "sandbox" in policy.split(";")[1]
+    assert (response.headers.get("content-disposition") == "attachment") is attachment
+    # Errors and write reports of the raw API carry the same protection.
+    missing = client.get(f"/raw/{path}-missing")
+    assert missing.status_code == 404 and missing.headers["x-content-type-options"] == "nosniff"
+    assert "sandbox" in missing.headers["content-security-policy"]

@@ -8,6 +8,7 @@ own.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -51,7 +52,8 @@ async def test_catch_up_then_synced_then_live_updates_with_ids(
     p = unique_prefix("sse-live")
     await post(client, sse_node, f"{p}/a", "a1", token=token)
     b1 = await post(client, sse_node, f"{p}/b", "b1", token=token)
-    a2 = await post(client, sse_node, f"{p}/a", "a2", token=token, date=BASE_DATE + 10**15)
+    later = time.time_ns() // 1000 + 60_000_000  # after a1 (dated now), within MAX_FUTURE_SKEW
+    a2 = await post(client, sse_node, f"{p}/a", "a2", token=token, date=later)
     outside = await post(client, sse_node, f"{p}-sibling/x", "outside", token=token)
     async with open_sse(client, sse_node, p) as stream:
         events, synced = await stream.catch_up()
@@ -62,7 +64,7 @@ async def test_catch_up_then_synced_then_live_updates_with_ids(
             "path": f"{p}/a",
             "iteration": a2["iteration"],
             "from": "sse-writer",
-            "date": BASE_DATE + 10**15,
+            "date": later,
             "content_type": "text/plain",
             "size": 2,
             "complete": True,

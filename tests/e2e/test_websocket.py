@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -71,7 +72,8 @@ async def test_catch_up_sends_current_values_under_the_prefix_in_order_then_sync
     p = unique_prefix("catchup")
     a1 = await post(client, ws_node, f"{p}/a", "a1", token=token)
     b1 = await post(client, ws_node, f"{p}/b", "b1", token=token)
-    a2 = await post(client, ws_node, f"{p}/a", "a2", token=token, date=BASE_DATE + 10**15)
+    later = time.time_ns() // 1000 + 60_000_000  # after a1 (dated now), within MAX_FUTURE_SKEW
+    a2 = await post(client, ws_node, f"{p}/a", "a2", token=token, date=later)
     deep = await post(client, ws_node, f"{p}/sub/deep", "deep", token=token)
     ab = await post(client, ws_node, f"{p}/ab", "ab", token=token)
     sibling = await post(client, ws_node, f"{p}-sibling/x", "not under the prefix", token=token)
@@ -89,7 +91,7 @@ async def test_catch_up_sends_current_values_under_the_prefix_in_order_then_sync
             "path": f"{p}/a",
             "iteration": a2["iteration"],
             "from": "ws-writer",
-            "date": BASE_DATE + 10**15,
+            "date": later,
             "content_type": "text/plain",
             "size": 2,
             "complete": True,

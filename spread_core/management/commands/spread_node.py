@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 from typing import Any
 
 import uvicorn
 from channels.routing import get_default_application
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -26,6 +28,15 @@ def parse_bind(bind: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Command(BaseCommand):
     help = (
         "Apply pending migrations, then serve this Spread node with uvicorn, an ASGI server that "
@@ -39,6 +50,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         host, port = parse_bind(options["bind"])
+        if settings.DEBUG and not is_loopback(host):
+            # DEBUG pages show settings, SQL and tracebacks to whoever triggers an error.
+            raise CommandError(
+                f"Refusing to serve {host} with DEBUG on: DEBUG is for a loopback bind only "
+                "(unset DEBUG, or bind 127.0.0.1)."
+            )
         if not options["no_migrate"]:
             call_command("migrate", interactive=False, verbosity=0)
         aborted = abort_stale_uploads()

@@ -7,7 +7,9 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/spread
 PYTEST_ARGS ?=
 export DEBUG ?= 1
 
-.PHONY: run test test-sqlite test-postgres check bench install dev clean
+SOAK_SECONDS ?= 300
+
+.PHONY: run test test-sqlite test-postgres test-faults soak check bench install dev clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +44,15 @@ test-postgres: $(VENV)/.dev
 	else \
 		echo "SKIPPED the PostgreSQL pass: no server answers at $(POSTGRES_URL)"; \
 	fi
+
+# Fault injection alone (kill -9, database and Redis outages, network cuts, a full disk); the same
+# tests also run within `make test`, once per database.
+test-faults: $(VENV)/.dev
+	$(PY) -m pytest tests/faults $(PYTEST_ARGS)
+
+# Bounded soak: mixed load for SOAK_SECONDS (default 5 minutes), then its checks and figures.
+soak: $(VENV)/.dev
+	$(PY) -m bench.soak --seconds $(SOAK_SECONDS)
 
 check: $(VENV)/.dev
 	$(VENV)/bin/ruff format --check .

@@ -131,7 +131,8 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # Channels' in-memory layer with a periodic (not per-message) sweep: see spread_core/layers.py.
+    CHANNEL_LAYERS = {"default": {"BACKEND": "spread_core.layers.InMemoryChannelLayer"}}
 
 SPREAD = {"NODE_NAME": os.environ.get("SPREAD_NODE_NAME") or "spread"}
 

@@ -16,6 +16,10 @@ from spread_core.exceptions import SpreadError, StoreUnavailable
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = "1"
+#: PostgreSQL's SQLSTATE ``disk_full``, and SQLite's name for "database or disk is full" (which it
+#: also gives when the file reaches ``max_page_count``).
+POSTGRES_DISK_FULL = "53100"
+SQLITE_FULL = "SQLITE_FULL"
 
 
 def _code_and_detail(exc: exceptions.APIException) -> tuple[str, str]:
@@ -33,6 +37,15 @@ def _code_and_detail(exc: exceptions.APIException) -> tuple[str, str]:
     return code, text
 
 
+def _is_disk_full(exc: OperationalError) -> bool:
+    """Whether the driver's error behind Django's ``exc`` says that the database has no room."""
+    cause = exc.__cause__
+    return (
+        getattr(cause, "sqlstate", None) == POSTGRES_DISK_FULL
+        or getattr(cause, "sqlite_errorname", None) == SQLITE_FULL
+    )
+
+
 def describe(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
     """(status, JSON body, headers) of the error answer to ``exc``; unknown errors are logged and
     become a bare 500 without details. Shared by HTTP responses and websocket error frames."""
@@ -41,6 +54,11 @@ def describe(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
         if isinstance(exc, StoreUnavailable):
             headers["Retry-After"] = RETRY_AFTER_SECONDS
         return exc.status_code, exc.as_json(), headers
+    if isinstance(exc, OperationalError) and _is_disk_full(exc):
+        # Not a 503: retrying does not help until space is freed.
+        logger.error("Database full: %s", exc)
+        body = {"error": "insufficient_storage", "detail": "The store has no room left for this write."}
+        return status.HTTP_507_INSUFFICIENT_STORAGE, body, headers
     if isinstance(exc, (OperationalError, InterfaceError)):
         logger.warning("Database unavailable: %s", exc)
         return describe(StoreUnavailable())

@@ -101,12 +101,19 @@ class WriteBatcher:
     @classmethod
     def _commit(cls, batch: list[Job]) -> None:
         """Run the batch in one transaction; if any write fails, roll it all back and run each
-        write in a transaction of its own, so that only the failing one fails."""
+        write in a transaction of its own, so that only the failing one fails. A batch that fails
+        before its first write (the database is unreachable, or locked past its busy timeout)
+        fails all its callers at once: run alone, each write would only wait for the same error
+        again, one after the other."""
         close_old_connections()  # a connection the database dropped is replaced, like per request
+        writing = False
         try:
             with write_transaction(), shared_counter():
+                writing = True
                 results = [write() for write, _ in batch]
         except Exception:
+            if not writing:
+                raise
             if len(batch) == 1:
                 cls._run_alone(batch[0])
             else:

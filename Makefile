@@ -59,10 +59,10 @@ check: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy spread_core spread_api spread_history spread_project
 
+# Every benchmark suite side by side with its baselines and peers (about 10 minutes); charts into
+# docs/bench. `python -m bench --help` for suites and options.
 bench: $(VENV)/.dev
 	$(PY) -m bench
-	$(PY) -m bench.peers
-	$(PY) -m bench.plot
 
 clean:
 	rm -rf $(VENV) db.sqlite3* test_db.sqlite3* .secret_key

@@ -1,221 +1,171 @@
-"""``python -m bench``: small writes and reads over HTTP and in-process (suite ``small_values``),
-websocket fan-out (``fanout``) and catch-up (``catchup``), as ratios to baselines. ``--suite``
-picks suites (default: all); ``python -m bench.fanout`` runs the last two alone.
+"""``python -m bench``: every benchmark suite, each next to its baseline or its peer systems, measured
+in the same run on the same machine (these machines are shared and noisy: compare ratios, not
+absolute figures). ``--suite`` picks suites; ``--help`` lists every suite's options.
 
-Every figure is measured in this run next to its baseline, because these machines are shared and
-noisy: HTTP rates against a minimal raw ASGI app on the same uvicorn (the stack's limit), in-process
-posts against a bare ORM insert into the same database. Loops are bounded in count and time and
-target only 127.0.0.1.
+Default suites (``make bench``), about 10 minutes on 2 cores:
+
+- ``peers_small``: 100-byte writes and reads at concurrency 1 and 32 on Spread (uvicorn on SQLite
+  and PostgreSQL, daphne on SQLite), etcd (HTTP gateway), Redis and NATS JetStream KV;
+- ``peers_fanout``: one publisher, 100 then 1,000 subscribers: Spread websockets, etcd watch,
+  Redis pub/sub, NATS;
+- ``peers_catchup``: a new subscriber after 20,000 topics exist: Spread, NATS KV watch, etcd;
+- ``large_values``: a 100 MB upload and a concurrent reader, against ``cp`` and a minimal raw
+  ASGI receiver on the same uvicorn;
+- ``replication``: lag, resync rate and a big value between two nodes;
+- ``memory``: server RSS with 1,000 and 10,000 idle websocket subscribers, against a minimal raw
+  websocket server.
+
+More suites (``--suite``): ``small_values`` (HTTP and in-process writes against a raw ASGI app and a
+bare ORM insert), ``fanout`` and ``catchup`` (against a raw websocket broadcaster).
+
+Each suite prints one JSON line per measurement and appends it to ``bench/results/<suite>.jsonl``;
+at the end a side-by-side table of the run's key figures is printed and the charts are drawn into
+``docs/bench/`` (``--no-plot`` to skip). Peers that are not installed are skipped with a message.
+Every load loop is bounded in count and time and targets only 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
-from bench import fanout, peers  # noqa: E402
-from spread_core.testing import LiveNode, free_port  # noqa: E402
+from bench import (  # noqa: E402
+    fanout,
+    large_values,
+    memory,
+    peers,
+    peers_realtime,
+    replication,
+    small_values,
+)
+from bench import plot as peers_plot  # noqa: E402
+from bench.options import add_common_options  # noqa: E402
 
-BENCH_SECRET = "spread-bench-secret-key-0123456789-0123456789-0123456789"
-VALUE = b"x" * 100
+Runner = Callable[[argparse.Namespace], list[dict[str, Any]]]
+
+RUNNERS: dict[str, Runner] = {
+    "peers_small": peers.run_args,
+    "peers_fanout": lambda args: peers_realtime.run(args, ["peers_fanout"]),
+    "peers_catchup": lambda args: peers_realtime.run(args, ["peers_catchup"]),
+    "large_values": large_values.run,
+    "replication": replication.run,
+    "memory": memory.run,
+    "small_values": small_values.run,
+    "fanout": lambda args: fanout.run_suites(["fanout"], args),
+    "catchup": lambda args: fanout.run_suites(["catchup"], args),
+}
+DEFAULT_SUITES = ["peers_small", "peers_fanout", "peers_catchup", "large_values", "replication", "memory"]
+Plot = Callable[[list[dict[str, Any]], Path], list[Path]]
+#: Which suites' records each chart function draws.
+PLOTS: list[tuple[set[str], Plot]] = [
+    ({"peers_small"}, peers_plot.plot),
+    ({"peers_fanout", "peers_catchup"}, peers_realtime.plot),
+    ({"large_values"}, large_values.plot),
+    ({"memory"}, memory.plot),
+]
 
 
-async def http_load(
-    url_of: Any, method: str, count: int, concurrency: int, headers: dict[str, str]
-) -> dict[str, Any]:
-    """Send ``count`` requests with ``concurrency`` in flight; return rate and latency percentiles
-    (a non-200 answer counts as an error)."""
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
-
-        async def request(index: int) -> None:
-            if method == "POST":
-                response = await client.post(url_of(index), content=VALUE, headers=headers)
-            else:
-                response = await client.get(url_of(index))
-            response.raise_for_status()
-
-        figures = await peers.load(request, count, concurrency)
-    figures["requests"] = figures.pop("operations")
-    return figures
+def draw_charts(records: list[dict[str, Any]], directory: Path) -> list[Path]:
+    drawn: list[Path] = []
+    for suites, draw in PLOTS:
+        mine = [record for record in records if record.get("suite") in suites and "skipped" not in record]
+        if mine:
+            drawn += draw(mine, directory)
+    return drawn
 
 
-def start_baseline(log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    with open(log_dir / "baseline.log", "ab") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bench.baseline_asgi:app",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+def _figure(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
+    return str(value)
+
+
+def key_figures(record: dict[str, Any]) -> tuple[str, str, str] | None:
+    """(system, measurement, figures) of a record worth a line in the table, else None."""
+    suite, system = record.get("suite", ""), str(record.get("system", ""))
+    if "skipped" in record:
+        return system, suite, f"skipped: {record['skipped']}"
+    if suite == "peers_small":
+        ratio = f", {record['ratio_to_etcd']}x etcd" if "ratio_to_etcd" in record else ""
+        return system, f"{record['method']} c={record['concurrency']}", f"{record['per_second']}/s{ratio}"
+    if suite == "peers_fanout" and "p99_ms" in record:
+        ratios = ""
+        if "ratio_p99_to_etcd" in record:
+            ratios = f", p99 {record['ratio_p99_to_etcd']}x / rate {record['ratio_deliveries_to_etcd']}x etcd"
+        return (
+            system,
+            f"fan-out N={record['subscribers']} {record['measurement']}",
+            f"p99 {_figure(record['p99_ms'])} ms, {_figure(record['deliveries_per_second'])}/s, "
+            f"missing {record['missing']}{ratios}",
         )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            httpx.get(url, timeout=1.0)
-            break
-        except httpx.TransportError:
-            time.sleep(0.05)
-    return process, url
+    if suite == "peers_catchup" and "seconds_median" in record:
+        ratio = f", {record['ratio_to_nats_kv']}x NATS KV" if "ratio_to_nats_kv" in record else ""
+        return system, f"catch-up of {record['topics']}", f"{record['seconds_median']} s{ratio}"
+    if suite == "large_values" and "mb_per_second" in record:
+        figures = f"{record['mb_per_second']} MB/s"
+        if "ratio_to_raw_asgi" in record:
+            figures += f", {record['ratio_to_raw_asgi']}x raw ASGI"
+        if "ttfb_fraction" in record:
+            figures += f", first byte at {record['ttfb_fraction']:.1%} of the upload"
+        return system, f"{record['megabytes']} MB {record.get('measurement', '')}", figures
+    if suite == "memory" and record.get("measurement") == "idle_subscribers":
+        figures = f"{record['rss_mib']} MiB ({record['synced']} synced)"
+        if "ratio_rss_to_raw_ws" in record:
+            figures += f", {record['ratio_rss_to_raw_ws']}x raw websocket server"
+        return system, f"RSS, {record['subscribers']} idle subscribers", figures
+    if suite.startswith("replication_"):
+        flat: dict[str, Any] = {}
+        for key, value in record.items():
+            if isinstance(value, dict):
+                flat.update({f"{key} {inner}": inner_value for inner, inner_value in value.items()})
+            elif key not in ("suite", "run"):
+                flat[key] = value
+        return "spread", suite.replace("_", " "), ", ".join(f"{key} {value}" for key, value in flat.items())
+    return None
 
 
-def in_process(count: int, database_url: str) -> dict[str, Any]:
-    """Python API posts/s against bare ORM inserts/s into the same database (child process)."""
-    code = f"""
-import json, time, django
-django.setup()
-from django.core.management import call_command
-call_command("migrate", verbosity=0)
-from django.contrib.auth.models import Group
-from spread_core import api
-n = {count}
-t = time.perf_counter()
-for i in range(n):
-    Group.objects.create(name=f"bench-{{i}}")
-orm = n / (time.perf_counter() - t)
-t = time.perf_counter()
-for i in range(n):
-    api.post(f"bench/inproc/{{i}}", b"x" * 100)
-spread = n / (time.perf_counter() - t)
-print(json.dumps({{"orm_inserts_per_second": round(orm, 1), "posts_per_second": round(spread, 1)}}))
-"""
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": BENCH_SECRET,
-        "DJANGO_SETTINGS_MODULE": "spread_project.settings",
-    }
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, check=True
-    )
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    result["ratio_to_orm_insert"] = round(result["posts_per_second"] / result["orm_inserts_per_second"], 3)
-    return result
-
-
-def database_url(kind: str, workdir: Path, name: str) -> str:
-    if kind == "sqlite":
-        return f"sqlite:///{workdir / (name + '.sqlite3')}"
-    import psycopg
-
-    server = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
-    dbname = f"spread_bench_{name}_{os.getpid()}"
-    with psycopg.connect(server + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{dbname}"')
-    return f"{server}/{dbname}"
-
-
-def emit(record: dict[str, Any], results: list[dict[str, Any]]) -> None:
-    print(json.dumps(record), flush=True)
-    results.append(record)
-
-
-SUITES = ("small_values", *fanout.SUITES)
+def print_table(records: list[dict[str, Any]]) -> None:
+    rows = [row for row in map(key_figures, records) if row is not None]
+    if not rows:
+        return
+    width = [max(len(row[column]) for row in rows) for column in range(2)]
+    print("\nSide by side (same run, same machine):")
+    for system, measurement, figures in rows:
+        print(f"  {system:<{width[0]}}  {measurement:<{width[1]}}  {figures}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--suite", choices=SUITES, nargs="+", default=list(SUITES), help="suites to run")
-    parser.add_argument("--requests", type=int, default=2000, help="requests per HTTP measurement")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
-    parser.add_argument(
-        "--database", choices=["sqlite", "postgres"], nargs="+", default=["sqlite", "postgres"]
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--inprocess", type=int, default=2000, help="in-process posts")
-    parser.add_argument("--output", default=str(REPO / "bench" / "results" / "small_values.jsonl"))
-    fanout.add_arguments(parser)
+    parser.add_argument(
+        "--suite", choices=list(RUNNERS), nargs="+", default=DEFAULT_SUITES, help="suites to run"
+    )
+    parser.add_argument("--plot-dir", default=str(REPO / "docs" / "bench"), help="where the charts go")
+    parser.add_argument("--no-plot", action="store_true", help="do not draw the charts")
+    for module in (peers, peers_realtime, large_values, replication, memory, small_values, fanout):
+        module.add_arguments(parser)
+    add_common_options(parser)
     args = parser.parse_args()
-    if "small_values" in args.suite:
-        run_small_values(args)
-    fanout.run_suites([suite for suite in args.suite if suite in fanout.SUITES], args)
-
-
-def run_small_values(args: argparse.Namespace) -> None:
-    results: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        baseline, baseline_url = start_baseline(workdir)
-        try:
-            for kind in args.database:
-                env = {
-                    "DATABASE_URL": database_url(kind, workdir, "node"),
-                    "SECRET_KEY": BENCH_SECRET,
-                    "SPREAD_NODE_NAME": "bench",
-                }
-                with LiveNode(REPO / "manage.py", env, log_path=workdir / f"node-{kind}.log") as node:
-                    token = httpx.post(f"{node.url}/jwttoken").json()["token"]
-                    headers = {"Authorization": f"Bearer {token}"}
-                    for concurrency in args.concurrency:
-                        for method in ("POST", "GET"):
-                            base = asyncio.run(
-                                http_load(
-                                    lambda i: f"{baseline_url}/raw/b/{i}",
-                                    method,
-                                    args.requests,
-                                    concurrency,
-                                    headers,
-                                )
-                            )
-                            spread = asyncio.run(
-                                http_load(
-                                    lambda i, c=concurrency: f"{node.url}/raw/bench/c{c}/{i}",
-                                    method,
-                                    args.requests,
-                                    concurrency,
-                                    headers,
-                                )
-                            )
-                            emit(
-                                {
-                                    "suite": "small_values",
-                                    "system": f"spread-uvicorn-{kind}",
-                                    "method": method,
-                                    "concurrency": concurrency,
-                                    **spread,
-                                    "baseline_raw_asgi_per_second": base["per_second"],
-                                    "ratio_to_raw_asgi": round(spread["per_second"] / base["per_second"], 3),
-                                },
-                                results,
-                            )
-                emit(
-                    {
-                        "suite": "in_process",
-                        "system": f"spread-{kind}",
-                        **in_process(args.inprocess, database_url(kind, workdir, "inproc")),
-                    },
-                    results,
-                )
-        finally:
-            baseline.terminate()
-            baseline.wait()
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text("".join(json.dumps(r) + "\n" for r in results))
-    print(f"results written to {output}")
+    started = time.monotonic()
+    records: list[dict[str, Any]] = []
+    for suite in args.suite:
+        suite_started = time.monotonic()
+        records += RUNNERS[suite](args)
+        print(f"# {suite}: {time.monotonic() - suite_started:.0f} s", flush=True)
+    print_table(records)
+    print(f"\nAll suites: {time.monotonic() - started:.0f} s")
+    if not args.no_plot:
+        for path in draw_charts(records, Path(args.plot_dir)):
+            print(f"chart: {path}")
 
 
 if __name__ == "__main__":

@@ -33,10 +33,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -47,6 +47,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.baseline_ws import ORIGIN  # noqa: E402
+from bench.options import add_common_options, add_shared_option, emitter  # noqa: E402
 from spread_core.testing import LiveNode, free_port  # noqa: E402
 
 BENCH_SECRET = "spread-bench-secret-key-0123456789-0123456789-0123456789"
@@ -189,15 +190,30 @@ class Tally:
 
 
 @dataclass
-class Subscriber:
-    """One websocket: receive time per message index, and what went wrong."""
+class Receipts:
+    """When one subscriber received each message index; a second receipt counts as a duplicate."""
 
     tally: Tally
     received: dict[int, float] = field(default_factory=dict)
+    duplicates: int = 0
+
+    def take(self, index: int, received_at: float) -> None:
+        if index in self.received:
+            self.duplicates += 1
+            return
+        self.received[index] = received_at
+        self.tally.received += 1
+        if self.tally.received >= self.tally.expected:
+            self.tally.done.set()
+
+
+@dataclass
+class Subscriber(Receipts):
+    """One websocket: receive time per message index, and what went wrong."""
+
     synced: asyncio.Event = field(default_factory=asyncio.Event)
     last_iteration: int = 0
     catchup_updates: int = 0
-    duplicates: int = 0
     out_of_order: int = 0
     errors: list[str] = field(default_factory=list)
     closed: str | None = None
@@ -236,14 +252,7 @@ class Subscriber:
             if not self.synced.is_set():
                 self.catchup_updates += 1
                 return
-            index = int(event["path"].rpartition("/")[2][1:])
-            if index in self.received:
-                self.duplicates += 1
-                return
-            self.received[index] = received_at
-            self.tally.received += 1
-            if self.tally.received >= self.tally.expected:
-                self.tally.done.set()
+            self.take(int(event["path"].rpartition("/")[2][1:]), received_at)
         elif kind == "synced":
             self.synced.set()
         elif kind == "error":
@@ -278,10 +287,22 @@ async def close_all(subscribers: list[Subscriber], tasks: list[asyncio.Task[None
 
 
 # Fan-out ------------------------------------------------------------------------------------------
+class Receiver(Protocol):
+    """What the phase figures read from one subscriber, whatever the system: receive time per
+    message index, and how many messages came twice."""
+
+    received: dict[int, float]
+    duplicates: int
+
+
+# Publishes message <index> and waits for the system's answer; False when the system refused it.
+Send = Callable[[int], Awaitable[bool]]
+
+
 async def publish(
-    server: Server, client: httpx.AsyncClient, indices: range, rate: float | None, sent: dict[int, float]
+    send: Send, indices: range, rate: float | None, sent: dict[int, float]
 ) -> tuple[int, float]:
-    """POST one value per index, paced at ``rate`` per second (None: back to back); return errors
+    """Send one value per index, paced at ``rate`` per second (None: back to back); return errors
     and the publishing time."""
     errors = 0
     start = time.perf_counter()
@@ -293,15 +314,12 @@ async def publish(
         if time.perf_counter() - start > PHASE_TIME_LIMIT:
             break
         sent[index] = time.perf_counter()
-        response = await client.post(
-            f"{server.url}/raw/{PREFIX}/m{index}", content=VALUE, headers=server.headers
-        )
-        if response.status_code != 200:
+        if not await send(index):
             errors += 1
     return errors, round(time.perf_counter() - start, 3)
 
 
-def phase_figures(subscribers: list[Subscriber], indices: range, sent: dict[int, float]) -> dict[str, Any]:
+def phase_figures(subscribers: Sequence[Receiver], indices: range, sent: dict[int, float]) -> dict[str, Any]:
     delays: list[float] = []
     last = 0.0
     for subscriber in subscribers:
@@ -327,6 +345,37 @@ def phase_figures(subscribers: list[Subscriber], indices: range, sent: dict[int,
     return figures
 
 
+async def run_phases(
+    subscribers: Sequence[Receiver], tally: Tally, send: Send, messages: int, rate: float, burst: int
+) -> dict[str, dict[str, Any]]:
+    """The paced phase (``messages`` at ``rate`` per second), then the burst phase (``burst`` back to
+    back), each after PHASE_PAUSE of quiet; each waits up to DRAIN_TIMEOUT for every delivery.
+    Return the figures per phase, with the duplicates that came during it and the publish errors."""
+    result: dict[str, dict[str, Any]] = {}
+    first = 0
+    for phase, size, phase_rate in (("paced", messages, rate), ("burst", burst, None)):
+        if size <= 0:
+            continue
+        await asyncio.sleep(PHASE_PAUSE)
+        indices = range(first, first + size)
+        first += size
+        sent: dict[int, float] = {}
+        duplicates_before = sum(s.duplicates for s in subscribers)
+        tally.expect(len(subscribers) * size)
+        publish_errors, publish_seconds = await publish(send, indices, phase_rate, sent)
+        tally.expected = len(subscribers) * len(sent)  # a phase cut short by its time limit
+        if tally.received < tally.expected:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(tally.done.wait(), DRAIN_TIMEOUT)
+        result[phase] = {
+            **phase_figures(subscribers, indices, sent),
+            "duplicates": sum(s.duplicates for s in subscribers) - duplicates_before,
+            "publish_seconds": publish_seconds,
+            "publish_errors": publish_errors,
+        }
+    return result
+
+
 async def fanout_run(server: Server, count: int, messages: int, rate: float, burst: int) -> dict[str, Any]:
     """Subscribe ``count`` websockets, then a paced phase and a burst phase; figures per phase."""
     tally = Tally()
@@ -345,25 +394,16 @@ async def fanout_run(server: Server, count: int, messages: int, rate: float, bur
         }
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
-            first = 0
-            for phase, size, phase_rate in (("paced", messages, rate), ("burst", burst, None)):
-                if size <= 0:
-                    continue
-                await asyncio.sleep(PHASE_PAUSE)
-                indices = range(first, first + size)
-                first += size
-                sent: dict[int, float] = {}
-                tally.expect(count * size)
-                post_errors, publish_seconds = await publish(server, client, indices, phase_rate, sent)
-                tally.expected = count * len(sent)  # a phase cut short by its time limit
-                if tally.received < tally.expected:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(tally.done.wait(), DRAIN_TIMEOUT)
-                result[phase] = {
-                    **phase_figures(subscribers, indices, sent),
-                    "publish_seconds": publish_seconds,
-                    "post_errors": post_errors,
-                }
+
+            async def send(index: int) -> bool:
+                response = await client.post(
+                    f"{server.url}/raw/{PREFIX}/m{index}", content=VALUE, headers=server.headers
+                )
+                return response.status_code == 200
+
+            for phase, figures in (await run_phases(subscribers, tally, send, messages, rate, burst)).items():
+                figures["post_errors"] = figures.pop("publish_errors")  # this suite's historical name
+                result[phase] = figures
     finally:
         result["problems"] = {
             "duplicates": sum(s.duplicates for s in subscribers),
@@ -486,10 +526,11 @@ async def catch_up(url: str, headers: dict[str, str]) -> dict[str, Any]:
     updates = out_of_order = frame_bytes = 0
     last = 0
     synced_at: int | None = None
+    synced_seconds: float | None = None
     started = time.perf_counter()
 
     async def read() -> None:
-        nonlocal updates, out_of_order, frame_bytes, last, synced_at
+        nonlocal updates, out_of_order, frame_bytes, last, synced_at, synced_seconds
         async with connect(url, additional_headers=headers, ping_interval=None, max_size=None) as ws:
             async for text in ws:
                 frame = json.loads(text)
@@ -502,6 +543,7 @@ async def catch_up(url: str, headers: dict[str, str]) -> dict[str, Any]:
                     last = frame["event"]["iteration"]
                 elif frame["type"] == "synced":
                     synced_at = frame["iteration"]
+                    synced_seconds = round(time.perf_counter() - started, 3)
                     return
                 elif frame["type"] == "error":
                     raise RuntimeError(f"error frame: {frame}")
@@ -513,6 +555,7 @@ async def catch_up(url: str, headers: dict[str, str]) -> dict[str, Any]:
         error = f"{type(exc).__name__}: {exc}"
     return {
         "seconds": round(time.perf_counter() - started, 3),
+        "seconds_to_synced": synced_seconds,
         "updates": updates,
         "distinct_topics": len(paths),
         "out_of_order": out_of_order,
@@ -571,39 +614,36 @@ def run_catchup(args: argparse.Namespace, workdir: Path, emit: Callable[[dict[st
 
 # Command line -------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The fan-out and catch-up options (``bench.peers_realtime`` shares them); may be called again
+    on the same parser."""
     group = parser.add_argument_group("fan-out and catch-up suites")
-    group.add_argument("--subscribers", type=int, nargs="+", default=[100, 1000], help="fan-out sizes")
-    group.add_argument("--messages", type=int, default=100, help="paced publishes per fan-out size")
-    group.add_argument("--rate", type=float, default=10.0, help="paced publishes per second")
-    group.add_argument("--burst", type=int, default=100, help="back-to-back publishes per fan-out size")
-    group.add_argument("--topics", type=int, default=20000, help="topics before the catch-up")
-    group.add_argument("--catchup-repeats", type=int, default=3, help="catch-ups measured (median)")
-    group.add_argument("--log-dir", help="keep the servers' logs and databases here (default: deleted)")
-    group.add_argument(
-        "--results-dir", default=str(REPO / "bench" / "results"), help="<suite>.jsonl files are appended here"
-    )
+    add_shared_option(group, "--subscribers", type=int, nargs="+", default=[100, 1000], help="fan-out sizes")
+    add_shared_option(group, "--messages", type=int, default=100, help="paced publishes per fan-out size")
+    add_shared_option(group, "--rate", type=float, default=10.0, help="paced publishes per second")
+    add_shared_option(group, "--burst", type=int, default=100, help="back-to-back publishes per fan-out size")
+    add_shared_option(group, "--topics", type=int, default=20000, help="topics before the catch-up")
+    add_shared_option(group, "--catchup-repeats", type=int, default=3, help="catch-ups measured (median)")
+    add_common_options(group)
 
 
-def run_suites(suites: list[str], args: argparse.Namespace) -> None:
-    results_dir = Path(args.results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
+def run_suites(suites: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Run the named suites (of ``fanout`` and ``catchup``); return their records."""
     runners = {"fanout": run_fanout, "catchup": run_catchup}
+    records: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(args.log_dir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         for suite in suites:
             if suite not in runners:
                 continue
-            output = results_dir / f"{suite}.jsonl"
+            emit = emitter(Path(args.results_dir), suite)
 
-            def emit(record: dict[str, Any], output: Path = output) -> None:
-                line = json.dumps(record)
-                print(line, flush=True)
-                with output.open("a") as results:
-                    results.write(line + "\n")
+            def keep(record: dict[str, Any], emit: Callable[[dict[str, Any]], None] = emit) -> None:
+                records.append(record)
+                emit(record)
 
-            runners[suite](args, workdir, emit)
-            print(f"results appended to {output}", flush=True)
+            runners[suite](args, workdir, keep)
+    return records
 
 
 def main() -> None:

@@ -29,12 +29,14 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.options import add_common_options, add_named_option, add_shared_option  # noqa: E402
 from spread_core.testing import LiveNode, free_port  # noqa: E402
 
 BENCH_SECRET = "spread-bench-secret-key-0123456789-0123456789-0123456789"
 VALUE = b"x" * 100
 TIME_LIMIT = 60.0  # seconds per measured loop, whatever the count
 READY_TIMEOUT = 30.0
+ASGI_APPLICATION = "spread_project.asgi:application"
 
 Operation = Callable[[int], Awaitable[None]]
 
@@ -248,10 +250,11 @@ class Spread(System):
 
     binary = ""
 
-    def __init__(self, workdir: Path, database: str) -> None:
+    def __init__(self, workdir: Path, database: str, server: str = "uvicorn") -> None:
         super().__init__(workdir)
         self.database = database
-        self.name = f"spread-{database}"
+        self.server = server
+        self.name = f"spread-{database}" if server == "uvicorn" else f"spread-{database}-{server}"
         self.durability = (
             "SQLite WAL, synchronous=FULL (fsync per commit)"
             if database == "sqlite"
@@ -271,7 +274,37 @@ class Spread(System):
                 connection.execute(f'CREATE DATABASE "{name}"')
             url = f"{server}/{name}"
         env = {"DATABASE_URL": url, "SECRET_KEY": BENCH_SECRET, "SPREAD_NODE_NAME": "bench"}
-        self.node = LiveNode(REPO / "manage.py", env, log_path=self.workdir / f"{self.name}.log").start()
+        self.node = LiveNode(REPO / "manage.py", env, log_path=self.workdir / f"{self.name}.log")
+        if self.server == "uvicorn":  # spread_node: uvicorn, as the node runs in production
+            self.node.start()
+            return
+        # daphne (``runserver``'s server): the same ASGI application, migrated beforehand
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
+            cwd=REPO,
+            env=self.node.env,
+            check=True,
+        )
+        self.process = None
+        log = self.workdir / f"{self.name}.log"
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "daphne",
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.node.port),
+                    ASGI_APPLICATION,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                env=self.node.env,
+            )
+        wait_port(self.node.port, self.process, log)
 
     async def open(self) -> None:
         async with httpx.AsyncClient() as client:
@@ -294,7 +327,10 @@ class Spread(System):
         (await self.client.get(f"/raw/{key}")).raise_for_status()
 
     def stop(self) -> None:
-        self.node.stop()
+        if self.server == "uvicorn":
+            self.node.stop()
+        else:
+            super().stop()
 
 
 async def measure(system: System, count: int, concurrencies: list[int]) -> list[dict[str, Any]]:
@@ -330,6 +366,7 @@ def systems(workdir: Path, names: list[str]) -> list[System]:
     every: dict[str, Callable[[], System]] = {
         "spread-sqlite": lambda: Spread(workdir, "sqlite"),
         "spread-postgres": lambda: Spread(workdir, "postgres"),
+        "spread-sqlite-daphne": lambda: Spread(workdir, "sqlite", server="daphne"),
         "etcd": lambda: Etcd(workdir),
         "redis": lambda: Redis(workdir),
         "nats": lambda: NatsKV(workdir),
@@ -376,18 +413,27 @@ def run(names: list[str], count: int, concurrencies: list[int], output: Path) ->
     return records
 
 
+SYSTEMS = ["etcd", "redis", "nats", "spread-sqlite", "spread-postgres", "spread-sqlite-daphne"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("peers_small suite (small writes and reads side by side)")
+    add_named_option(group, ["--peer-systems", "--systems"], dest="peer_systems", nargs="+", default=SYSTEMS)
+    add_shared_option(group, "--count", type=int, default=2000, help="operations per measurement")
+    add_shared_option(group, "--concurrency", type=int, nargs="+", default=[1, 32])
+    add_common_options(group)
+
+
+def run_args(args: argparse.Namespace) -> list[dict[str, Any]]:
+    return run(args.peer_systems, args.count, args.concurrency, Path(args.results_dir) / "peers_small.jsonl")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--systems", nargs="+", default=["etcd", "redis", "nats", "spread-sqlite", "spread-postgres"]
-    )
-    parser.add_argument("--count", type=int, default=2000, help="operations per measurement")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
-    parser.add_argument("--output", default=str(REPO / "bench" / "results" / "peers_small.jsonl"))
-    args = parser.parse_args()
-    run(args.systems, args.count, args.concurrency, Path(args.output))
+    add_arguments(parser)
+    run_args(parser.parse_args())
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from websockets.asyncio.client import connect
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.options import add_common_options, add_shared_option, emitter  # noqa: E402
 from spread_core.testing import LiveNode  # noqa: E402
 
 BENCH_SECRET = "spread-bench-secret-key-0123456789-0123456789-0123456789"
@@ -93,12 +94,12 @@ async def delays(
 
 
 def lag(a: LiveNode, b: LiveNode, token: str, args: argparse.Namespace) -> dict[str, Any]:
-    local = asyncio.run(delays(a, a, "lag-local", args.writes, args.rate, token))
-    remote = asyncio.run(delays(a, b, "lag", args.writes, args.rate, token))
+    local = asyncio.run(delays(a, a, "lag-local", args.replication_writes, args.replication_rate, token))
+    remote = asyncio.run(delays(a, b, "lag", args.replication_writes, args.replication_rate, token))
     result = {
         "suite": "replication_lag",
-        "writes": args.writes,
-        "rate": args.rate,
+        "writes": args.replication_writes,
+        "rate": args.replication_rate,
         "a_to_b": percentiles(remote),
         "baseline_local_delivery": percentiles(local),
     }
@@ -182,18 +183,28 @@ def blob(a: LiveNode, b: LiveNode, token: str, args: argparse.Namespace) -> dict
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("replication suite (two nodes)")
+    add_shared_option(
+        group, "--replication-writes", type=int, default=1000, help="writes of the lag measurement"
     )
-    parser.add_argument("--writes", type=int, default=1000, help="writes of the lag measurement")
-    parser.add_argument(
-        "--rate", type=float, default=200.0, help="writes per second during the lag measurement"
+    add_shared_option(
+        group,
+        "--replication-rate",
+        type=float,
+        default=200.0,
+        help="writes per second during the lag measurement",
     )
-    parser.add_argument("--resync-events", type=int, default=5000)
-    parser.add_argument("--blob-mb", type=int, default=100)
-    parser.add_argument("--output", default=str(REPO / "bench" / "results" / "replication.jsonl"))
-    args = parser.parse_args()
+    add_shared_option(group, "--resync-events", type=int, default=5000)
+    add_shared_option(group, "--blob-mb", type=int, default=100)
+    add_common_options(group)
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Lag, resync and a big value between two nodes; return the records (also printed and
+    appended to ``replication.jsonl``)."""
+    emit = emitter(Path(args.results_dir), "replication")
+    records = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         a, b = start(workdir, "bench-a"), start(workdir, "bench-b")
@@ -202,16 +213,21 @@ def main() -> None:
             a.bench_token = b.bench_token = token  # type: ignore[attr-defined]
             link(b, a, "lag")
             time.sleep(2)
-            output = Path(args.output)
-            output.parent.mkdir(parents=True, exist_ok=True)
             for measure in (lag, resync, blob):
-                record = measure(a, b, token, args)
-                print(json.dumps(record), flush=True)
-                with output.open("a") as results:
-                    results.write(json.dumps(record) + "\n")
+                records.append(measure(a, b, token, args))
+                emit(records[-1])
         finally:
             a.stop()
             b.stop()
+    return records
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_arguments(parser)
+    run(parser.parse_args())
 
 
 if __name__ == "__main__":

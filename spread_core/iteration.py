@@ -13,26 +13,57 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
 
 from django.db import transaction
 
 from .models import ITERATION_COUNTER, Change, Counter, Event
 
 _sqlite_writers = threading.Lock()
+SQLITE_SYNCHRONOUS_NORMAL = 1
 
 
 @contextmanager
-def write_transaction() -> Iterator[None]:
+def write_transaction(*, durable: bool = True) -> Iterator[None]:
     """``transaction.atomic()`` for a write. On SQLite, this process's threads first queue on a
     lock: SQLite's busy handler sleeps with a growing back-off, so threads competing for the
     database write lock would wait up to seconds each; the lock hands it over at once. (Not inside
-    an outer transaction, which may already hold the database lock.)"""
+    an outer transaction, which may already hold the database lock.)
+
+    ``durable=False`` commits without waiting for the disk (SQLite ``synchronous=NORMAL`` in WAL
+    mode, PostgreSQL ``synchronous_commit=off``): for the chunks of an unfinished upload, which a
+    crash aborts anyway. The upload's completion is a durable commit, and it makes every earlier
+    commit durable with it (both databases sync their log in order).
+    """
     connection = transaction.get_connection()
-    guard: AbstractContextManager[object] = (
-        _sqlite_writers if connection.vendor == "sqlite" and not connection.in_atomic_block else nullcontext()
+    outermost = not connection.in_atomic_block
+    sqlite = connection.vendor == "sqlite"
+    guard: AbstractContextManager[object] = _sqlite_writers if sqlite and outermost else nullcontext()
+    relaxed = (
+        _sqlite_synchronous_normal(connection) if sqlite and outermost and not durable else nullcontext()
     )
-    with guard, transaction.atomic():
+    with guard, relaxed, transaction.atomic():
+        if not durable and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
         yield
+
+
+@contextmanager
+def _sqlite_synchronous_normal(connection: Any) -> Iterator[None]:
+    """SQLite commits of this block do not fsync (WAL mode: the log is synced at the next
+    ``synchronous=FULL`` commit or checkpoint); the connection's own setting is restored after."""
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA synchronous")
+        previous = cursor.fetchone()[0]
+        if previous > SQLITE_SYNCHRONOUS_NORMAL:
+            cursor.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS_NORMAL}")
+    try:
+        yield
+    finally:
+        if previous > SQLITE_SYNCHRONOUS_NORMAL:
+            with connection.cursor() as cursor:
+                cursor.execute(f"PRAGMA synchronous={int(previous)}")
 
 
 _shared = threading.local()

@@ -151,8 +151,9 @@ def _announce(recorded: Recorded) -> None:
 
 
 def append_chunk(event: Event, index: int, data: bytes, size: int) -> None:
-    """Store chunk ``index`` of an unfinished upload and extend its lease."""
-    with iteration.write_transaction():
+    """Store chunk ``index`` of an unfinished upload and extend its lease. Not a durable commit:
+    a crash aborts the upload anyway, and its completion is durable (see ``write_transaction``)."""
+    with iteration.write_transaction(durable=False):
         updated = Event.objects.filter(pk=event.pk, aborted=False, complete=False).update(
             size=size, lease_until=None if event.source else _lease()
         )

@@ -21,6 +21,7 @@ from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from rest_framework.exceptions import NotAuthenticated
+from rest_framework_simplejwt.exceptions import InvalidToken
 
 from spread_core import api
 from spread_core.conf import spread_settings
@@ -41,8 +42,15 @@ BINARY_CONTENT_TYPE = "application/octet-stream"
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_SLOW = 4008
+CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455: the server cannot serve the subscription now
 MAX_CLOSE_REASON = 120
+#: Deepest nesting of a client frame; a frame is a flat object, its ``ref`` a scalar or close to it.
+MAX_FRAME_DEPTH = 32
 TOKEN_QUERY_PARAMS = ("token", "authorization")
+
+
+class _ClientGone(Exception):
+    """The transport refused a frame: the client has disconnected (there is nobody to answer)."""
 
 
 def _dumps(data: Any) -> str:
@@ -80,11 +88,58 @@ def _scope_token(scope: dict[str, Any], query: dict[str, str]) -> str | None:
 def _parse_since(value: Any) -> int:
     if value is None or value == "":
         return 0
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= headers.MAX_INT64:
         return value
-    if isinstance(value, str) and value.isdigit() and int(value) <= headers.MAX_INT64:
+    # ASCII only: "²" is a digit to str.isdigit() and not to int().
+    if isinstance(value, str) and value.isascii() and value.isdigit() and int(value) <= headers.MAX_INT64:
         return int(value)
     raise InvalidFrame("since must be a non-negative integer iteration.", code="invalid_since")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _check_plain(value: Any, depth: int = 0) -> None:
+    """Raise unless ``value`` nests at most MAX_FRAME_DEPTH deep and its strings are text (an
+    unpaired surrogate escape decodes to a str that cannot be encoded, so never echoed back)."""
+    if depth > MAX_FRAME_DEPTH:
+        raise InvalidFrame(f"The frame nests deeper than {MAX_FRAME_DEPTH} levels.")
+    try:
+        if isinstance(value, str):
+            value.encode("utf-8")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                key.encode("utf-8")
+                _check_plain(item, depth + 1)
+        elif isinstance(value, list):
+            for item in value:
+                _check_plain(item, depth + 1)
+    except UnicodeEncodeError as exc:
+        raise InvalidFrame("The frame has an unpaired surrogate escape.", code="bad_json") from exc
+
+
+def _parse_frame(text: str) -> dict[str, Any]:
+    """A client frame: a JSON object with a string ``type``; plain JSON text only (no NaN or
+    Infinity, no unpaired surrogates) and shallow, so that any part of it can be sent back."""
+    try:
+        frame = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError as exc:
+        raise InvalidFrame(f"The frame nests deeper than {MAX_FRAME_DEPTH} levels.") from exc
+    except ValueError as exc:
+        raise InvalidFrame("The frame is not valid JSON.", code="bad_json") from exc
+    _check_plain(frame)
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        raise InvalidFrame('A frame is a JSON object with a "type".')
+    return frame
+
+
+async def _authenticate(raw_token: str | None) -> Principal:
+    """``authenticate_token`` off the event loop. JWTs are ASCII: any other text is refused here,
+    as an invalid token, before it reaches an encoder."""
+    if raw_token is not None and not raw_token.isascii():
+        raise InvalidToken("A token is ASCII text.")
+    return await in_thread_pool(authenticate_token)(raw_token)
 
 
 def _parse_history(value: Any) -> bool:
@@ -114,13 +169,17 @@ class SpreadWebsocketConsumer(LiveFeeds, AsyncWebsocketConsumer):
             await self.close(code=CLOSE_BAD_REQUEST)
             return
         try:
-            self.principal = await in_thread_pool(authenticate_token)(_scope_token(self.scope, query))
+            self.principal = await _authenticate(_scope_token(self.scope, query))
         except Exception as exc:
             await self.send_error(exc)
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
         self.pending = (path, since, history)
-        await self.start_pending()
+        try:
+            await self.start_pending()
+        except Exception as exc:  # e.g. the database is down: say so, and to come back later
+            await self.send_error(exc)
+            await self.close(code=CLOSE_TRY_AGAIN_LATER)
 
     async def start_pending(self) -> None:
         """Start the URL's subscription, unless it waits for an ``auth`` frame."""
@@ -143,21 +202,25 @@ class SpreadWebsocketConsumer(LiveFeeds, AsyncWebsocketConsumer):
         await self.remove_all_feeds()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            await self.answer(text_data)
+        except _ClientGone as exc:
+            logger.debug("Websocket client gone while a frame was answered: %r", exc.__cause__)
+
+    async def answer(self, text_data: str | None) -> None:
+        """Handle one client frame; a refused frame gets an error frame."""
         ref = None
         try:
             if text_data is None:
                 raise InvalidFrame("Frames are JSON text.")
-            try:
-                frame = json.loads(text_data)
-            except ValueError as exc:
-                raise InvalidFrame("The frame is not valid JSON.", code="bad_json") from exc
-            if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-                raise InvalidFrame('A frame is a JSON object with a "type".')
+            frame = _parse_frame(text_data)
             ref = frame.get("ref")
             handler = self.frame_handlers.get(frame["type"])
             if handler is None:
                 raise InvalidFrame(f"Unknown frame type {frame['type'][:40]!r}.", code="unknown_type")
             await handler(self, frame)
+        except _ClientGone:
+            raise
         except Exception as exc:
             await self.send_error(exc, ref=ref)
 
@@ -198,7 +261,7 @@ class SpreadWebsocketConsumer(LiveFeeds, AsyncWebsocketConsumer):
     async def on_auth(self, frame: dict[str, Any]) -> None:
         if not isinstance(frame.get("token"), str):
             raise InvalidFrame('An auth frame needs a string "token".')
-        self.principal = await in_thread_pool(authenticate_token)(frame["token"])
+        self.principal = await _authenticate(frame["token"])
         await self.start_pending()
 
     async def on_ping(self, frame: dict[str, Any]) -> None:
@@ -222,7 +285,10 @@ class SpreadWebsocketConsumer(LiveFeeds, AsyncWebsocketConsumer):
         raise InvalidFrame('"path" must be a canonical path string or a list of segments.')
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
-        await self.send(text_data=_dumps(frame))
+        try:
+            await self.send(text_data=_dumps(frame))
+        except OSError as exc:  # uvicorn's ClientDisconnected: the socket is closed
+            raise _ClientGone() from exc
 
     async def send_error(self, exc: BaseException, ref: Any = None) -> None:
         _, body, _ = describe(exc)
@@ -264,7 +330,7 @@ class SpreadSSEConsumer(LiveFeeds, AsyncConsumer):
             last_event_id = _header(self.scope, b"last-event-id")
             since = _parse_since(last_event_id if last_event_id is not None else query.get("since"))
             history = _parse_history(query.get("history"))
-            principal = await in_thread_pool(authenticate_token)(_scope_token(self.scope, query))
+            principal = await _authenticate(_scope_token(self.scope, query))
             check_read(principal, path)
         except Exception as exc:
             await self.send_json_error(exc)
@@ -283,7 +349,14 @@ class SpreadSSEConsumer(LiveFeeds, AsyncConsumer):
         )
         self.open = True
         await self.write(b": spread\n\n")
-        await self.add_feed(path, since, history)
+        try:
+            await self.add_feed(path, since, history)
+        except Exception as exc:  # e.g. the database is down: an error event ends the stream
+            _, body, _ = describe(exc)
+            await self.send_message("error", body, None)
+            await self.send({"type": "http.response.body", "body": b""})
+            await self.remove_all_feeds()
+            raise StopConsumer() from None
 
     async def http_disconnect(self, message: dict[str, Any]) -> None:
         await self.remove_all_feeds()

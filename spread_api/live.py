@@ -6,6 +6,11 @@ Each feed is a ``spread_core.subscriptions.Subscription`` (a cursor read from th
 consumer joins the prefix's layer group BEFORE the catch-up, and every delivery reads from the
 database after the cursor, so a write racing with the subscribe is delivered exactly once and
 a dropped doorbell only delays delivery until the next one or the next heartbeat.
+
+For the same reason a channel-layer outage (Redis restarting) does not end a subscription: joins,
+leaves and the layer's receive loop wait it out (logged as it starts and ends), the heartbeats keep
+delivering from the database meanwhile, and they renew the group memberships that a restarted
+layer lost.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.exceptions import StopConsumer
@@ -28,6 +34,38 @@ logger = logging.getLogger(__name__)
 
 HEARTBEAT_STOP_TIMEOUT = 2.0
 DROPPED = "spread.dropped"  # a consumer's message to itself: end after dropping its client
+#: Back-off of a consumer's receive from a channel layer that failed (doubling up to the max).
+LAYER_RETRY_FIRST = 0.5
+LAYER_RETRY_MAX = 5.0
+
+LayerReceive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class _LayerHealth:
+    """Whether this process's channel layer works, as its last operation found: an outage is
+    logged when it starts and when it ends, not once per consumer and heartbeat."""
+
+    def __init__(self) -> None:
+        self.down = False
+
+    def failed(self, operation: str, exc: Exception) -> None:
+        if not self.down:
+            self.down = True
+            logger.warning(
+                "The channel layer failed (%s: %s: %s); subscribers get changes at every heartbeat"
+                " until it is back",
+                operation,
+                type(exc).__name__,
+                exc,
+            )
+
+    def works(self) -> None:
+        if self.down:
+            self.down = False
+            logger.warning("The channel layer is back; doorbells ring again")
+
+
+_layer_health = _LayerHealth()
 
 
 ReadKey = tuple[str, bool, int]
@@ -70,6 +108,48 @@ class LiveFeeds:
     channel_layer: Any
     channel_name: str
 
+    # Channel layer --------------------------------------------------------------------------------
+    # AsyncConsumer.__call__ sets ``channel_receive`` to the layer's receive of this consumer's
+    # channel and ends the consumer with an unhandled error if that ever raises. The setter keeps
+    # the layer's receive and Channels gets ``receive_doorbells``, which outlives an outage.
+    @property
+    def channel_receive(self) -> LayerReceive:
+        return self.receive_doorbells
+
+    @channel_receive.setter
+    def channel_receive(self, receive: LayerReceive) -> None:
+        self._layer_receive = receive
+
+    async def receive_doorbells(self) -> dict[str, Any]:
+        """The next message from the channel layer; while the layer fails, retry with back-off."""
+        delay = LAYER_RETRY_FIRST
+        while True:
+            try:
+                message = await self._layer_receive()
+            except Exception as exc:  # the layer is down: heartbeats deliver meanwhile
+                _layer_health.failed("receive", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, LAYER_RETRY_MAX)
+            else:
+                _layer_health.works()
+                return message
+
+    async def join(self, prefix: str) -> None:
+        """Join (or renew) the prefix's group; during a layer outage the next heartbeat retries."""
+        try:
+            await self.channel_layer.group_add(group_name(prefix), self.channel_name)
+        except Exception as exc:
+            _layer_health.failed("group_add", exc)
+        else:
+            _layer_health.works()
+
+    async def leave(self, prefix: str) -> None:
+        """Leave the prefix's group; during a layer outage the membership expires by itself."""
+        try:
+            await self.channel_layer.group_discard(group_name(prefix), self.channel_name)
+        except Exception as exc:
+            _layer_health.failed("group_discard", exc)
+
     def init_feeds(self) -> None:
         self.feeds: dict[str, Subscription] = {}
         self.delivery_lock = asyncio.Lock()
@@ -95,7 +175,7 @@ class LiveFeeds:
         """Join the prefix's group, send the catch-up, then ``synced``; live events follow."""
         subscription = Subscription(prefix, since, history=history)
         self.feeds[subscription.prefix] = subscription
-        await self.channel_layer.group_add(group_name(subscription.prefix), self.channel_name)
+        await self.join(subscription.prefix)
         reset = await in_thread_pool(subscription.reset_if_ahead)()
         if await self.deliver(subscription):
             await self.timed(self.send_synced(subscription.cursor, reset))
@@ -106,7 +186,7 @@ class LiveFeeds:
         if subscription is None:
             return False
         subscription.closed = True
-        await self.channel_layer.group_discard(group_name(prefix), self.channel_name)
+        await self.leave(prefix)
         return True
 
     async def remove_all_feeds(self) -> None:
@@ -169,7 +249,10 @@ class LiveFeeds:
         self.stop_feeds()
         await self.remove_all_feeds()
         await self.drop_slow(f"too slow; resume from your last iteration ({cursors})")
-        await self.channel_layer.send(self.channel_name, {"type": DROPPED})
+        try:
+            await self.channel_layer.send(self.channel_name, {"type": DROPPED})
+        except Exception as exc:  # the consumer ends when its client goes, as it was told to
+            _layer_health.failed("send", exc)
 
     async def spread_dropped(self, message: dict[str, Any]) -> None:
         raise StopConsumer()
@@ -206,8 +289,9 @@ class LiveFeeds:
                 for prefix, subscription in list(self.feeds.items()):
                     if not await self.deliver(subscription):
                         return
-                    # Refresh the membership: layers expire group members that are not renewed.
-                    await self.channel_layer.group_add(group_name(prefix), self.channel_name)
+                    # Refresh the membership: layers expire group members that are not renewed,
+                    # and a restarted layer has lost them all.
+                    await self.join(prefix)
                 if self.feeds:
                     cursor = min(subscription.cursor for subscription in self.feeds.values())
                     if not await self.timed(self.send_heartbeat(cursor)):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rest_framework.response import Response
+
 RAW_CONTENT_SECURITY_POLICY = "default-src 'none'; sandbox; frame-ancestors 'none'"
 #: Media types browsers render as documents that can run scripts or load other content.
 ACTIVE_TYPES = frozenset(
@@ -39,9 +41,16 @@ def is_active(content_type: str) -> bool:
 
 
 def protect_raw(response: Any) -> Any:
-    """Add the headers that keep a raw value from acting as a page of the site's origin."""
+    """Add the headers that keep a raw value from acting as a page of the site's origin. (A DRF
+    ``Response`` is a JSON report or error of ours, whose content type is only set when it is
+    rendered: it is never a stored value.)"""
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = RAW_CONTENT_SECURITY_POLICY
-    if is_active(response.get("Content-Type", "")) and not response.has_header("Content-Disposition"):
+    stored_value = not isinstance(response, Response)
+    if (
+        stored_value
+        and is_active(response.get("Content-Type", ""))
+        and not response.has_header("Content-Disposition")
+    ):
         response["Content-Disposition"] = "attachment"
     return response

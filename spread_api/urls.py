@@ -29,6 +29,7 @@ urlpatterns = [
     path("raw/<spreadpath:topic>", RawTopicView.as_view(), name="spread-raw"),
     path("raw/", RawRootView.as_view(), {"topic": ""}, name="spread-raw-root"),
     path("history/<spreadpath:topic>", TopicHistoryView.as_view(), name="spread-history"),
+    path("history/", TopicHistoryView.as_view(), {"topic": ""}, name="spread-history-root"),
     path("api/replication/", ReplicationStatusView.as_view(), name="spread-replication-status"),
     path("jwttoken", DeviceTokenView.as_view(), name="spread-jwttoken"),
     path("api/token/", UserTokenObtainPairView.as_view(), name="spread-token-obtain"),

@@ -18,7 +18,7 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import SAFE_METHODS, AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -71,6 +71,13 @@ REPORT_SCHEMA = {
         },
     },
 }
+
+
+def error_responses(*statuses: int) -> dict[int, Any]:
+    """OpenAPI responses: the JSON error body for each of ``statuses``."""
+    return dict.fromkeys(statuses, ERROR_SCHEMA)
+
+
 WRITE_PARAMETERS = [
     OpenApiParameter("X-Spread-Etag", str, OpenApiParameter.HEADER, description="Event date (µs)."),
     OpenApiParameter("If-None-Match", str, OpenApiParameter.HEADER, description="* = create only."),
@@ -128,10 +135,21 @@ class SpreadAPIView(APIView):
         return response
 
 
+class TopicSchema(AutoSchema):
+    """Reads need no token unless ``READ_REQUIRES_TOKEN``: the schema says the token is optional."""
+
+    def get_auth(self) -> list[Any]:
+        auths = list(super().get_auth())
+        if self.method in SAFE_METHODS and {} not in auths:
+            auths.append({})
+        return auths
+
+
 class TopicView(SpreadAPIView):
     """A view of the topic path in its URL (``topic_path``), with the topic's read/write access."""
 
     permission_classes = [TopicAccess]
+    schema = TopicSchema()
     topic_path: TopicPath
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
@@ -182,9 +200,10 @@ class RawTopicView(TopicView):
 
     @extend_schema(
         responses={
-            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            # The value, with the content type it was written with.
+            (200, "*/*"): OpenApiTypes.BINARY,
             304: OpenApiResponse(description="Not modified"),
-            404: ERROR_SCHEMA,
+            **error_responses(400, 401, 403, 404),
         },
         parameters=[
             OpenApiParameter("If-None-Match", str, OpenApiParameter.HEADER),
@@ -218,14 +237,7 @@ class RawTopicView(TopicView):
 
     @extend_schema(
         request={"application/octet-stream": OpenApiTypes.BINARY},
-        responses={
-            200: REPORT_SCHEMA,
-            400: ERROR_SCHEMA,
-            401: ERROR_SCHEMA,
-            403: ERROR_SCHEMA,
-            409: ERROR_SCHEMA,
-            413: ERROR_SCHEMA,
-        },
+        responses={200: REPORT_SCHEMA, **error_responses(400, 401, 403, 408, 409, 413)},
         parameters=WRITE_PARAMETERS,
     )
     def post(self, request: Request, topic: str = "") -> Response:
@@ -234,7 +246,7 @@ class RawTopicView(TopicView):
         pieces = iter(lambda: django_request.read(READ_BLOCK), b"")
         return Response(report(writer.write_value(write, pieces)))
 
-    @extend_schema(request=None, responses={200: REPORT_SCHEMA, 400: ERROR_SCHEMA, 401: ERROR_SCHEMA})
+    @extend_schema(request=None, responses={200: REPORT_SCHEMA, **error_responses(400, 401, 403, 409)})
     def delete(self, request: Request, topic: str = "") -> Response:
         write = self.get_write_request(request).tombstone()
         return Response(report(store.record(write, value=None)))

@@ -8,6 +8,7 @@ deliver at most once, and drop over capacity) costs latency, never data.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import threading
@@ -25,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 GROUP_PREFIX = "spread."
 DOORBELL = "spread.changed"
+#: Longest a write's doorbells may take through the channel layer (seconds).
+RING_TIMEOUT = 2.0
 
 
 def group_name(prefix: str) -> str:
@@ -84,20 +87,26 @@ async def _layer_group_size(layer: Any, group: str) -> int:
 
 
 async def _ring_layer(path: str, iteration: int) -> dict[str, int]:
-    """Ring the layer groups of ``path`` and its ancestors; return their sizes."""
+    """Ring the layer groups of ``path`` and its ancestors; return their sizes. Bounded by
+    ``RING_TIMEOUT``: a layer that fails or hangs (Redis down or frozen) must neither fail nor
+    hold up a committed write; its subscribers catch up at their next heartbeat."""
     layer = get_channel_layer()
     sizes: dict[str, int] = {}
     if layer is None:
         return sizes
+    try:
+        await asyncio.wait_for(_ring_groups(layer, path, iteration, sizes), RING_TIMEOUT)
+    except Exception as exc:
+        logger.warning("Could not ring the subscribers of %r: %s: %s", path, type(exc).__name__, exc)
+    return sizes
+
+
+async def _ring_groups(layer: Any, path: str, iteration: int, sizes: dict[str, int]) -> None:
     for prefix in canonical_ancestors(path):
         group = group_name(prefix)
-        try:
-            sizes[prefix] = await _layer_group_size(layer, group)
-            if sizes[prefix]:
-                await layer.group_send(group, {"type": DOORBELL, "prefix": prefix, "iteration": iteration})
-        except Exception:  # a layer outage must not fail a committed write; readers catch up
-            logger.exception("Could not ring the subscribers of %r", prefix)
-    return sizes
+        sizes[prefix] = await _layer_group_size(layer, group)
+        if sizes[prefix]:
+            await layer.group_send(group, {"type": DOORBELL, "prefix": prefix, "iteration": iteration})
 
 
 def announce(path: str, iteration: int) -> list[PropagationEntry]:

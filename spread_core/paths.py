@@ -73,7 +73,10 @@ class TopicPath:
             raw = text.encode("ascii")
         except UnicodeEncodeError:
             # A hand-written path with non-ASCII characters: escape them as a URL would.
-            raw = quote(text, safe="/%").encode("ascii")
+            try:
+                raw = quote(text, safe="/%").encode("ascii")
+            except UnicodeEncodeError as exc:  # an unpaired surrogate: not text
+                raise InvalidPath("Path segments must be valid UTF-8.") from exc
         return cls.from_url(raw)
 
     @classmethod

@@ -63,6 +63,11 @@ def test_from_canonical_accepts_hand_written_non_ascii() -> None:
     assert path.canonical == "%C3%A9t%C3%A9/x"
 
 
+def test_from_canonical_rejects_an_unpaired_surrogate_as_an_invalid_path() -> None:
+    with pytest.raises(InvalidPath):
+        TopicPath.from_canonical("a/\ud800")
+
+
 def test_coerce_accepts_a_path_a_canonical_string_or_segments() -> None:
     expected = TopicPath(("a/b", "c"))
     assert TopicPath.coerce(expected) is expected

@@ -810,3 +810,8 @@ def test_raw_values_never_run_as_pages_of_the_site(
     missing = client.get(f"/raw/{path}-missing")
     assert missing.status_code == 404 and missing.headers["x-content-type-options"] == "nosniff"
     assert "sandbox" in missing.headers["content-security-policy"]
+    assert "content-disposition" not in missing.headers  # our JSON errors are not attachments
+    report = client.post(f"/raw/{path}", content=payload, headers={**auth, "Content-Type": content_type})
+    assert (
+        report.headers["content-type"] == "application/json" and "content-disposition" not in report.headers
+    )

@@ -341,12 +341,6 @@ async def test_postgresql_outage_answers_503_and_the_node_recovers_by_itself(
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason="spread_api.consumers: a subscription opened while the database is down crashes its "
-    "consumer (an abnormal close, 1006, and 'Exception in ASGI application' in the log) instead "
-    "of an 'unavailable' error frame",
-)
 async def test_a_subscription_opened_while_postgresql_is_down_is_told_to_come_back(
     private_postgres: PrivatePostgres, nodes: Nodes
 ) -> None:

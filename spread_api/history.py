@@ -30,3 +30,9 @@ class TopicHistoryView(TopicView):
         if page.topic is None:
             raise TopicNotFound("No event was ever stored at this path.")
         return Response(page.as_json())
+
+
+class HistoryRootView(TopicHistoryView):
+    """``/history/`` without a topic: a JSON 400 (the root holds no value); not in the schema."""
+
+    schema = None  # type: ignore[assignment]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from .history import TopicHistoryView
+from .history import HistoryRootView, TopicHistoryView
 from .replication import ReplicationStatusView
 from .views import DeviceTokenView, RawRootView, RawTopicView, UserTokenObtainPairView, UserTokenRefreshView
 
@@ -29,7 +29,7 @@ urlpatterns = [
     path("raw/<spreadpath:topic>", RawTopicView.as_view(), name="spread-raw"),
     path("raw/", RawRootView.as_view(), {"topic": ""}, name="spread-raw-root"),
     path("history/<spreadpath:topic>", TopicHistoryView.as_view(), name="spread-history"),
-    path("history/", TopicHistoryView.as_view(), {"topic": ""}, name="spread-history-root"),
+    path("history/", HistoryRootView.as_view(), {"topic": ""}, name="spread-history-root"),
     path("api/replication/", ReplicationStatusView.as_view(), name="spread-replication-status"),
     path("jwttoken", DeviceTokenView.as_view(), name="spread-jwttoken"),
     path("api/token/", UserTokenObtainPairView.as_view(), name="spread-token-obtain"),

@@ -58,6 +58,7 @@ from tests.e2e.cluster import (
 )
 from tests.e2e.realtime import BASE_DATE, unique_prefix
 from tests.nodes import MANAGE_PY, uses_postgres
+from tests.services import service_missing
 from tests.settings import TEST_SECRET_KEY
 
 pytestmark = pytest.mark.e2e
@@ -338,7 +339,7 @@ class NamespacedNode(LiveNode):
 @pytest.fixture
 def namespace() -> Iterator[Namespace]:
     if os.geteuid() != 0 or not (shutil.which("ip") and shutil.which("tc")):
-        pytest.skip("a real network cut needs root and iproute2 (ip, tc)")
+        service_missing("a real network cut needs root and iproute2 (ip, tc)")
     space = Namespace()
     try:
         try:

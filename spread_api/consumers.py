@@ -57,6 +57,24 @@ def _dumps(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
+#: The JSON text of recent events, by ``id()``: the subscribers of a prefix share the events of one
+#: read (``live.shared_read``), so an event is serialised once, not once per subscriber. The entry
+#: holds the event itself, so its id cannot be reused while cached.
+_event_texts: dict[int, tuple[EventJSON, str]] = {}
+EVENT_TEXTS_MAX = 4096
+
+
+def _event_text(event: EventJSON) -> str:
+    cached = _event_texts.get(id(event))
+    if cached is not None and cached[0] is event:
+        return cached[1]
+    text = _dumps(event)
+    if len(_event_texts) >= EVENT_TEXTS_MAX:
+        _event_texts.clear()
+    _event_texts[id(event)] = (event, text)
+    return text
+
+
 def _query(scope: dict[str, Any]) -> dict[str, str]:
     """The last value of each query parameter."""
     parsed = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
@@ -298,7 +316,10 @@ class SpreadWebsocketConsumer(LiveFeeds, AsyncWebsocketConsumer):
         await self.send_frame(frame)
 
     async def send_update(self, event: EventJSON) -> None:
-        await self.send_frame({"type": "update", "event": event})
+        try:
+            await self.send(text_data='{"type":"update","event":' + _event_text(event) + "}")
+        except OSError as exc:  # uvicorn's ClientDisconnected: the socket is closed
+            raise _ClientGone() from exc
 
     async def send_synced(self, iteration: int, reset: bool) -> None:
         await self.send_frame(
@@ -376,11 +397,14 @@ class SpreadSSEConsumer(LiveFeeds, AsyncConsumer):
         await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
 
     async def send_message(self, event: str, data: Any, message_id: int | None) -> None:
+        await self.send_text(event, _dumps(data), message_id)
+
+    async def send_text(self, event: str, data: str, message_id: int | None) -> None:
         head = f"id: {message_id}\n" if message_id is not None else ""
-        await self.write(f"{head}event: {event}\ndata: {_dumps(data)}\n\n".encode())
+        await self.write(f"{head}event: {event}\ndata: {data}\n\n".encode())
 
     async def send_update(self, event: EventJSON) -> None:
-        await self.send_message("update", event, event["iteration"])
+        await self.send_text("update", _event_text(event), event["iteration"])
 
     async def send_synced(self, iteration: int, reset: bool) -> None:
         data: dict[str, Any] = {"iteration": iteration, **({"reset": True} if reset else {})}

@@ -70,7 +70,11 @@ _layer_health = _LayerHealth()
 
 ReadKey = tuple[str, bool, int]
 Read = asyncio.Task[tuple[list[EventJSON], int]]
-_reads_in_flight: dict[ReadKey, tuple[Read, float]] = {}
+#: A heartbeat may reuse a read of its prefix and cursor that started this many seconds before it:
+#: idle subscribers of a prefix then cost one query per interval between them, not one each.
+HEARTBEAT_READ_AGE = 1.0
+#: Reads in flight, and reads done within HEARTBEAT_READ_AGE, with their start times.
+_recent_reads: dict[ReadKey, tuple[Read, float]] = {}
 
 
 async def shared_read(subscription: Subscription, not_before: float) -> tuple[list[EventJSON], int]:
@@ -78,12 +82,14 @@ async def shared_read(subscription: Subscription, not_before: float) -> tuple[li
     subscriptions of this process that ask the same: a doorbell wakes all the subscribers of a
     prefix at once, and they usually stand at the same cursor, so one query serves them all.
 
-    Only a read started at or after ``not_before`` (the loop time when the caller heard its
-    doorbell, which is rung after the commit) is shared: it sees everything that doorbell announced.
+    Only a read started at or after ``not_before`` is shared: for a doorbell, the loop time when the
+    caller heard it (it is rung after the commit), so the read sees everything it announced; for a
+    heartbeat, up to HEARTBEAT_READ_AGE earlier (what a heartbeat finds may be that much old: it
+    only catches up on doorbells that were lost).
     """
     key = (subscription.prefix, subscription.history, subscription.cursor)
-    entry = _reads_in_flight.get(key)
-    if entry is not None and not entry[0].done() and entry[1] >= not_before:
+    entry = _recent_reads.get(key)
+    if entry is not None and entry[1] >= not_before and _usable(entry[0]):
         task = entry[0]
     else:
         loop = asyncio.get_running_loop()
@@ -91,15 +97,19 @@ async def shared_read(subscription: Subscription, not_before: float) -> tuple[li
         task = loop.create_task(
             read(subscription.topic_prefix, subscription.cursor, history=subscription.history)
         )
-        _reads_in_flight[key] = (task, loop.time())
-        task.add_done_callback(lambda done: _forget(key, done))
+        _recent_reads[key] = (task, loop.time())
+        task.add_done_callback(lambda done: loop.call_later(HEARTBEAT_READ_AGE, _forget, key, done))
     return await asyncio.shield(task)
 
 
+def _usable(task: Read) -> bool:
+    return not task.done() or (not task.cancelled() and task.exception() is None)
+
+
 def _forget(key: ReadKey, task: Read) -> None:
-    entry = _reads_in_flight.get(key)
+    entry = _recent_reads.get(key)
     if entry is not None and entry[0] is task:
-        del _reads_in_flight[key]
+        del _recent_reads[key]
 
 
 class LiveFeeds:
@@ -224,7 +234,8 @@ class LiveFeeds:
         """Await a send; drop the client if it does not take it within SEND_TIMEOUT. False when
         the client is gone (dropped, or its transport refused the message)."""
         try:
-            await asyncio.wait_for(sending, spread_settings.SEND_TIMEOUT)
+            async with asyncio.timeout(spread_settings.SEND_TIMEOUT):  # no task per send, unlike wait_for
+                await sending
             return True
         except TimeoutError:
             await self.drop()
@@ -287,7 +298,8 @@ class LiveFeeds:
                 return
             try:
                 for prefix, subscription in list(self.feeds.items()):
-                    if not await self.deliver(subscription):
+                    recent = asyncio.get_running_loop().time() - HEARTBEAT_READ_AGE
+                    if not await self.deliver(subscription, not_before=recent):
                         return
                     # Refresh the membership: layers expire group members that are not renewed,
                     # and a restarted layer has lost them all.

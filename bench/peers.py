@@ -419,7 +419,7 @@ SYSTEMS = ["etcd", "redis", "nats", "spread-sqlite", "spread-postgres", "spread-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("peers_small suite (small writes and reads side by side)")
     add_named_option(group, ["--peer-systems", "--systems"], dest="peer_systems", nargs="+", default=SYSTEMS)
-    add_shared_option(group, "--count", type=int, default=2000, help="operations per measurement")
+    add_shared_option(group, "--count", type=int, default=1000, help="operations per measurement")
     add_shared_option(group, "--concurrency", type=int, nargs="+", default=[1, 32])
     add_common_options(group)
 

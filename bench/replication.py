@@ -186,7 +186,7 @@ def blob(a: LiveNode, b: LiveNode, token: str, args: argparse.Namespace) -> dict
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("replication suite (two nodes)")
     add_shared_option(
-        group, "--replication-writes", type=int, default=1000, help="writes of the lag measurement"
+        group, "--replication-writes", type=int, default=600, help="writes of the lag measurement"
     )
     add_shared_option(
         group,
@@ -195,7 +195,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=200.0,
         help="writes per second during the lag measurement",
     )
-    add_shared_option(group, "--resync-events", type=int, default=5000)
+    add_shared_option(group, "--resync-events", type=int, default=3000)
     add_shared_option(group, "--blob-mb", type=int, default=100)
     add_common_options(group)
 

@@ -23,11 +23,11 @@ class RequestThreads:
     """Threads for the sync steps of HTTP requests, kept from one request to the next.
 
     Django's ASGI handler gives each request a new thread (a ``ThreadSensitiveContext`` with its
-    own executor), which then opens a new database connection and is joined at the end: about
-    half the cost of a small request. Here a request borrows an idle single-thread executor (or a
-    new one when none is idle) and gives it back when it ends, so the thread and its database
-    connection (kept per ``CONN_MAX_AGE``) serve the next request. Requests still never share a
-    thread at the same time, as with Django's handler. At most ``keep`` idle threads are kept.
+    own executor), started for the request and joined at its end. Here a request borrows an idle
+    single-thread executor (or a new one when none is idle) and gives it back when it ends, so the
+    thread serves the next request (and its database connection too, if ``CONN_MAX_AGE`` keeps
+    it). Requests still never share a thread at the same time, as with Django's handler. At most
+    ``keep`` idle threads are kept.
     """
 
     def __init__(self, keep: int = 64) -> None:

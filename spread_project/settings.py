@@ -93,10 +93,10 @@ def database_from_url(url: str) -> dict[str, Any]:
     config: dict[str, Any] = dict(dj_database_url.parse(url))
     if config["ENGINE"] == "django.db.backends.sqlite3":
         config["OPTIONS"] = {**SQLITE_OPTIONS, **config.get("OPTIONS", {})}
-        # Request threads are reused (spread_api.asgi.RequestThreadsMiddleware): each keeps its
-        # connection instead of opening one per request; a broken one is replaced.
-        config["CONN_MAX_AGE"] = 600
-        config["CONN_HEALTH_CHECKS"] = True
+        # CONN_MAX_AGE stays 0 (a connection per request or database step). Keeping connections
+        # in the reused request threads saved the connect of each request, but replication lag
+        # got worse in the same period and kept connections were one suspect (a connection left
+        # reading an old snapshot); until that is settled, Django's default. See performance.md.
         name = Path(config["NAME"])
         # Tests use a file (never :memory:) so concurrency tests see real locking.
         config["TEST"] = {"NAME": str(name.with_name(f"test_{name.name}"))}

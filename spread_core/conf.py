@@ -81,6 +81,9 @@ DEFAULTS: dict[str, Any] = {
     # at most this many per commit.
     "GROUP_COMMIT": True,
     "GROUP_COMMIT_MAX": 64,
+    # Bytes of current values each node process keeps in memory for reads (least recently used
+    # out; blobs count as metadata only); 0 switches the value cache off. See spread_core.cache.
+    "CACHE_MAX_BYTES": 64 * MIB,
     # History retention (spread_prune, the admin): None keeps everything; else a dict with
     # "KEEP_LAST" (events per topic) and/or "KEEP_SECONDS", and "ARCHIVE_DIR" (None: expired
     # events are deleted). A topic's current event is never removed.

@@ -13,8 +13,10 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 from channels.db import database_sync_to_async
+from django.db import transaction
 
 from . import store
+from .cache import value_cache
 from .conf import spread_settings
 from .exceptions import UploadAborted
 from .models import BlobChunk, Event, Topic, path_hash
@@ -25,20 +27,50 @@ CHUNKS_PER_POLL = 16
 
 def current_event(path: TopicPath) -> Event | None:
     """The topic's current value (None when it has none or is deleted); an upload whose writer is
-    gone is aborted on sight."""
+    gone is aborted on sight. Served from the process's value cache when it holds the topic
+    (validated first: see ``spread_core.cache``); inside a transaction, always from the store
+    (the transaction may see its own uncommitted writes)."""
+    if not value_cache.enabled() or transaction.get_connection().in_atomic_block:
+        return _visible(_stored_current(path))
+    canonical = path.canonical
+    value_cache.validate()
+    entry = value_cache.lookup(canonical)
+    if entry is not None:
+        return _visible(entry.event)
+    stripe = value_cache.stripe_version(canonical)
+    topic = _topic_with_current(canonical)
+    event = _live_current(topic)
+    value_cache.fill(canonical, event, topic.changed if topic else 0, stripe)
+    return _visible(event)
+
+
+def _topic_with_current(canonical: str) -> Topic | None:
+    return Topic.objects.select_related("current").filter(path_hash=path_hash(canonical)).first()
+
+
+def _live_current(topic: Topic | None) -> Event | None:
+    """``topic``'s current event with its topic attached, after aborting an expired upload (then
+    the topic's new current one)."""
     for _ in range(2):
-        topic = Topic.objects.select_related("current").filter(path_hash=path_hash(path.canonical)).first()
         if topic is None or topic.current is None:
             return None
         event = topic.current
         if store.lease_expired(event):
             store.abort_upload(event, "upload lease expired (writer gone)")
+            topic = _topic_with_current(topic.path)
             continue
         event.topic = topic
-        if event.deleted:
-            return None
         return event
     return None
+
+
+def _stored_current(path: TopicPath) -> Event | None:
+    return _live_current(_topic_with_current(path.canonical))
+
+
+def _visible(event: Event | None) -> Event | None:
+    """A tombstone is no value."""
+    return None if event is None or event.deleted else event
 
 
 def topic_at(path: TopicPath) -> Topic | None:

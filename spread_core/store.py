@@ -14,6 +14,7 @@ from django.db import transaction
 
 from . import fanout, iteration, tree
 from .batching import batcher
+from .cache import value_cache
 from .clock import MICROSECONDS, now_us
 from .conf import spread_settings
 from .exceptions import TopicExists, UploadAborted
@@ -141,6 +142,7 @@ def _record(write: WriteRequest, value: bytes | None, is_blob: bool, sha256: str
 
 def _announce(recorded: Recorded) -> None:
     event = recorded.event
+    _note_in_cache(recorded)
     event_accepted.send(sender=Event, event=event, outcome=recorded.outcome)
     if recorded.outcome is Outcome.OK:
         recorded.propagation = fanout.announce(event.topic.path, event.iteration)
@@ -148,6 +150,13 @@ def _announce(recorded: Recorded) -> None:
         # Only history subscribers want it (the current value did not change): ring, but report
         # no delivery, since subscribers of current values are not sent anything.
         fanout.announce(event.topic.path, event.iteration)
+
+
+def _note_in_cache(recorded: Recorded) -> None:
+    """Tell this process's value cache what a committed write did, before it is answered."""
+    event = recorded.event
+    changed_current = recorded.outcome is Outcome.OK
+    value_cache.note_committed(event.path if changed_current else None, event, event.iteration)
 
 
 def append_chunk(event: Event, index: int, data: bytes, size: int) -> None:
@@ -197,10 +206,13 @@ def finish_upload(event: Event, *, size: int, received_sha256: str) -> None:
             raise UploadAborted()
         changed = iteration.log(counter, event, Change.COMPLETE)
         is_current = Topic.objects.filter(pk=event.topic_id, current=event).update(changed=changed)
+        event.complete, event.size, event.sha256, event.lease_until = True, size, received_sha256, None
         path = event.topic.path
+        transaction.on_commit(
+            lambda: value_cache.note_committed(path if is_current else None, event, changed)
+        )
         if is_current:
             transaction.on_commit(lambda: fanout.announce(path, changed))
-    event.complete, event.size, event.sha256, event.lease_until = True, size, received_sha256, None
 
 
 def abort_upload(event: Event, reason: str) -> None:
@@ -222,7 +234,13 @@ def abort_upload(event: Event, reason: str) -> None:
         if topic.current_id == event.pk:
             topic.current, topic.changed = best_event(topic), changed
             topic.save(update_fields=["current", "changed"])
+            fallback = topic.current
+            if fallback is not None:
+                fallback.topic = topic
+            transaction.on_commit(lambda: value_cache.note_committed(topic.path, fallback, changed))
             transaction.on_commit(lambda: fanout.announce(topic.path, changed))
+        else:
+            transaction.on_commit(lambda: value_cache.note_committed(None, None, changed))
     event.aborted = True
     logger.warning("Upload of %s aborted: %s", event.event_id, reason)
     upload_aborted.send(sender=Event, event=event, reason=reason)

@@ -115,7 +115,8 @@ class ValueCache:
     # -- validation -------------------------------------------------------------------------
 
     def _probe(self) -> _SqliteProbe | None:
-        if connection.vendor != "sqlite" or connection.is_in_memory_db():
+        database: Any = connection  # SQLite's wrapper (is_in_memory_db is not on the base class)
+        if database.vendor != "sqlite" or database.is_in_memory_db():
             return None  # an in-memory database is private to its Django connection
         path = str(connection.settings_dict["NAME"])
         probe: _SqliteProbe | None = getattr(self._probes, "probe", None)

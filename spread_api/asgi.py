@@ -30,6 +30,7 @@ from spread_core.conf import spread_settings
 from spread_core.exceptions import ClientDisconnected, UploadTimeout
 from spread_core.threads import request_threads
 
+from . import raw
 from .views import RawTopicView
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def _match_raw_view(scope: dict[str, Any]) -> ResolverMatch | None:
     return None
 
 
-async def _body(receive: Any) -> AsyncIterator[bytes]:
+async def request_body(receive: Any) -> AsyncIterator[bytes]:
     """The request body as it arrives; an idle client or a disconnect ends it with an error."""
     timeout = spread_settings.UPLOAD_IDLE_TIMEOUT
     while True:
@@ -120,12 +121,14 @@ class StreamingUploadMiddleware:
             if isinstance(result, Exception):
                 result = view.handle_exception(result)
             response = view.finalize_response(request, result)
+            for name, value in raw.site_headers().items():  # Django's middleware is not on this path
+                response.headers.setdefault(name, value)
             response.render()
             return response
 
         try:
             write = await database_sync_to_async(prepare)()
-            recorded = await writer.awrite_value(write, _body(receive))
+            recorded = await writer.awrite_value(write, request_body(receive))
             outcome: Any = Response(report(recorded))
         except Exception as exc:
             if not isinstance(exc, ClientDisconnected):

@@ -14,7 +14,12 @@ if TYPE_CHECKING:
 
 class AccessPolicy:
     """Base policy: override ``can_read`` and ``can_write``. ``principal.user`` is the Django user
-    (or a token-backed device), ``principal.token`` the validated JWT or None."""
+    (or a token-backed device), ``principal.token`` the validated JWT or None.
+
+    ``runs_on_event_loop``: set it True on a policy that never touches the database or blocks,
+    so the lean path may call it on the event loop (else it runs in a thread)."""
+
+    runs_on_event_loop = False
 
     def can_read(self, principal: Principal, path: TopicPath) -> bool:
         raise NotImplementedError("AccessPolicy subclasses must implement can_read()")
@@ -26,6 +31,8 @@ class AccessPolicy:
 class TokenClaimsPolicy(AccessPolicy):
     """Prefix lists in the token (``spread_read`` / ``spread_write``) restrict access; a token
     without the claim is unrestricted. Anonymous callers may read (when reads are open)."""
+
+    runs_on_event_loop = True  # reads the token's claims only
 
     def _allowed(self, principal: Principal, path: TopicPath, claim: str) -> bool:
         token: Any = principal.token

@@ -40,17 +40,20 @@ def is_active(content_type: str) -> bool:
     return media_type in ACTIVE_TYPES or media_type.endswith(("+xml", "/html"))
 
 
+def protection_headers(stored_content_type: str | None) -> dict[str, str]:
+    """The headers that keep a raw answer from acting as a page of the site's origin;
+    ``stored_content_type`` is the type of a stored value being served (None: our own JSON)."""
+    result = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": RAW_CONTENT_SECURITY_POLICY}
+    if stored_content_type is not None and is_active(stored_content_type):
+        result["Content-Disposition"] = "attachment"
+    return result
+
+
 def protect_raw(response: Any) -> Any:
-    """Add the headers that keep a raw value from acting as a page of the site's origin. (A DRF
-    ``Response`` is a JSON report or error of ours, whose content type is only set when it is
-    rendered: it is never a stored value.)"""
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = RAW_CONTENT_SECURITY_POLICY
-    stored_value = not isinstance(response, Response)
-    if (
-        stored_value
-        and is_active(response.get("Content-Type", ""))
-        and not response.has_header("Content-Disposition")
-    ):
-        response["Content-Disposition"] = "attachment"
+    """Add ``protection_headers`` to a response. (A DRF ``Response`` is a JSON report or error of
+    ours, whose content type is only set when it is rendered: it is never a stored value.)"""
+    stored = None if isinstance(response, Response) else response.get("Content-Type", "")
+    for name, value in protection_headers(stored).items():
+        if name != "Content-Disposition" or not response.has_header(name):  # a download keeps its own
+            response[name] = value
     return response

@@ -27,15 +27,14 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from spread_core import reader, store, writer
 from spread_core.api import report
-from spread_core.clock import check_client_date, now_us
 from spread_core.conf import spread_settings
-from spread_core.exceptions import FeatureDisabled, InvalidHeader, TopicNotFound, ValueTooLarge
+from spread_core.exceptions import FeatureDisabled, TopicNotFound
 from spread_core.models import Event
 from spread_core.paths import TopicPath, raw_remainder
 from spread_core.replication import read_through
-from spread_core.store import DEFAULT_CONTENT_TYPE, WriteRequest
+from spread_core.store import WriteRequest
 
-from . import headers
+from . import headers, raw
 from .access import Principal
 from .authentication import SpreadJWTAuthentication
 from .errors import exception_handler
@@ -45,7 +44,6 @@ from .streaming import served
 from .tokens import UserTokenObtainPairSerializer, device_token, new_device_uid
 
 READ_BLOCK = 64 * 1024
-EXPOSED_HEADERS = "From, X-Spread-Etag, X-Spread-Iteration, X-Spread-Sha256, ETag, Content-Length"
 ALLOWED_HEADERS = "authorization, content-type, x-spread-etag, if-none-match, x-spread-sha256"
 ALLOWED_METHODS = "GET, HEAD, POST, DELETE, OPTIONS"
 PREFLIGHT_MAX_AGE = "86400"
@@ -102,21 +100,6 @@ def raw_topic(request: HttpRequest, topic: str) -> bytes:
     return raw_remainder(request.path, raw, topic)
 
 
-def value_headers(event: Event) -> dict[str, str]:
-    result = {
-        "Content-Type": event.content_type,
-        "From": event.origin,
-        "X-Spread-Etag": f'"{event.date}"',
-        "X-Spread-Iteration": str(event.iteration),
-        "ETag": f'"{event.event_id}"',
-    }
-    if event.complete:
-        result["Content-Length"] = str(event.size)
-        if event.sha256:
-            result["X-Spread-Sha256"] = event.sha256
-    return result
-
-
 class SpreadAPIView(APIView):
     """Common ground of Spread views: JWT auth, JSON errors, CORS headers, OpenAPI schema."""
 
@@ -130,8 +113,8 @@ class SpreadAPIView(APIView):
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)
-        response["Access-Control-Allow-Origin"] = spread_settings.CORS_ORIGIN
-        response["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+        for name, value in raw.cors_headers().items():
+            response[name] = value
         return response
 
 
@@ -165,21 +148,7 @@ class RawTopicView(TopicView):
 
     def get_write_request(self, request: Request) -> WriteRequest:
         """Everything about a write except the body; raises on bad headers or a too-large body."""
-        length = headers.parse_content_length(request.META.get("CONTENT_LENGTH"))
-        if length is not None and length > spread_settings.MAX_UPLOAD:
-            raise ValueTooLarge(f"The value is larger than {spread_settings.MAX_UPLOAD} bytes.")
-        if_none_match = headers.parse_if_none_match(request.headers.get("If-None-Match"))
-        if if_none_match is not None and if_none_match != {headers.WILDCARD}:
-            raise InvalidHeader("On writes If-None-Match supports only * (create only).")
-        date = headers.parse_spread_etag(request.headers.get("X-Spread-Etag"))
-        return WriteRequest(
-            path=self.topic_path.require_topic(),
-            origin=Principal(request.user, request.auth).origin,
-            date=now_us() if date is None else check_client_date(date),
-            content_type=headers.parse_content_type(request.META.get("CONTENT_TYPE"), DEFAULT_CONTENT_TYPE),
-            create_only=if_none_match is not None,
-            expected_sha256=headers.parse_sha256(request.headers.get("X-Spread-Sha256")),
-        )
+        return raw.write_request(self.topic_path, Principal(request.user, request.auth), request.headers)
 
     def _current(self, request: Request) -> Event | HttpResponse:
         """The current event, or with ``?at=<iteration>`` / ``?at_date=<µs>`` the one as of then."""
@@ -193,9 +162,8 @@ class RawTopicView(TopicView):
             event = None if topic is None else reader.event_as_of(topic, at=at, at_date=at_date)
         if event is None:
             raise TopicNotFound()
-        if_none_match = headers.parse_if_none_match(request.headers.get("If-None-Match"))
-        if if_none_match and (headers.WILDCARD in if_none_match or event.event_id in if_none_match):
-            return HttpResponse(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": f'"{event.event_id}"'})
+        if raw.not_modified(event, request.headers.get("If-None-Match")):
+            return HttpResponse(status=status.HTTP_304_NOT_MODIFIED, headers=raw.not_modified_headers(event))
         return event
 
     @extend_schema(
@@ -223,17 +191,17 @@ class RawTopicView(TopicView):
         if isinstance(current, HttpResponse):
             return current
         if not current.is_blob:  # inline: the bytes are here; no stream, no more thread hops
-            return HttpResponse(bytes(current.value or b""), headers=value_headers(current))
+            return HttpResponse(bytes(current.value or b""), headers=raw.value_headers(current))
         value = reader.ValueReader(current)
         content = value.__aiter__() if isinstance(request._request, ASGIRequest) else iter(value)
-        return StreamingHttpResponse(content, headers=value_headers(current))
+        return StreamingHttpResponse(content, headers=raw.value_headers(current))
 
     @extend_schema(exclude=True)
     def head(self, request: Request, topic: str = "") -> HttpResponse:
         current = self._current(request)
         if isinstance(current, HttpResponse):
             return current
-        return HttpResponse(headers=value_headers(current))
+        return HttpResponse(headers=raw.value_headers(current))
 
     @extend_schema(
         request={"application/octet-stream": OpenApiTypes.BINARY},

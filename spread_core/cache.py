@@ -47,6 +47,13 @@ COUNTER_SQL = f"SELECT value FROM {Counter._meta.db_table} WHERE name = %s"
 CHANGED_SQL = f"SELECT path FROM {Topic._meta.db_table} WHERE changed > %s ORDER BY changed LIMIT %s"
 
 
+class Miss:
+    """What a lookup answers when the cache cannot tell (``MISS``)."""
+
+
+MISS = Miss()
+
+
 @dataclass(frozen=True)
 class Entry:
     """A topic's current event (None: no value) as of iteration ``changed``."""
@@ -111,6 +118,11 @@ class ValueCache:
     @staticmethod
     def enabled() -> bool:
         return bool(spread_settings.CACHE_MAX_BYTES)
+
+    def validates_without_django(self) -> bool:
+        """Whether ``validate`` needs no Django database call here (SQLite's probe), so that it
+        may run on an event loop."""
+        return self._probe() is not None
 
     # -- validation -------------------------------------------------------------------------
 

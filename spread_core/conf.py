@@ -84,6 +84,9 @@ DEFAULTS: dict[str, Any] = {
     # Bytes of current values each node process keeps in memory for reads (least recently used
     # out; blobs count as metadata only); 0 switches the value cache off. See spread_core.cache.
     "CACHE_MAX_BYTES": 64 * MIB,
+    # GET, HEAD, POST and DELETE of /raw/ are answered by spread_api.lean.LeanRawMiddleware (same
+    # rules, without Django's handler and middleware chain) where the node's ASGI stack uses it.
+    "LEAN_PATH": True,
     # History retention (spread_prune, the admin): None keeps everything; else a dict with
     # "KEEP_LAST" (events per topic) and/or "KEEP_SECONDS", and "ARCHIVE_DIR" (None: expired
     # events are deleted). A topic's current event is never removed.

@@ -16,7 +16,7 @@ from channels.db import database_sync_to_async
 from django.db import transaction
 
 from . import store
-from .cache import value_cache
+from .cache import MISS, Miss, value_cache
 from .conf import spread_settings
 from .exceptions import UploadAborted
 from .models import BlobChunk, Event, Topic, path_hash
@@ -32,16 +32,25 @@ def current_event(path: TopicPath) -> Event | None:
     (the transaction may see its own uncommitted writes)."""
     if not value_cache.enabled() or transaction.get_connection().in_atomic_block:
         return _visible(_stored_current(path))
+    cached = cached_current(path)
+    if not isinstance(cached, Miss):
+        return cached
     canonical = path.canonical
-    value_cache.validate()
-    entry = value_cache.lookup(canonical)
-    if entry is not None:
-        return _visible(entry.event)
     stripe = value_cache.stripe_version(canonical)
     topic = _topic_with_current(canonical)
     event = _live_current(topic)
     value_cache.fill(canonical, event, topic.changed if topic else 0, stripe)
     return _visible(event)
+
+
+def cached_current(path: TopicPath, *, on_event_loop: bool = False) -> Event | Miss | None:
+    """``current_event`` from the value cache alone (validated first), or ``MISS``. With
+    ``on_event_loop``, only where validating needs no Django database call (else ``MISS``)."""
+    if not value_cache.enabled() or (on_event_loop and not value_cache.validates_without_django()):
+        return MISS
+    value_cache.validate()
+    entry = value_cache.lookup(path.canonical)
+    return MISS if entry is None else _visible(entry.event)
 
 
 def _topic_with_current(canonical: str) -> Topic | None:

@@ -1,6 +1,6 @@
-"""ASGI application of the demo node: SSE and websockets through Channels; other HTTP requests
-through reused request threads, static files, streamed uploads, then Django (its middleware and
-view in one thread hop)."""
+"""ASGI application of the demo node: the raw API's hot routes on the lean path; SSE and websockets
+through Channels; other HTTP requests through reused request threads, static files, streamed
+uploads, then Django (its middleware and view in one thread hop)."""
 
 from __future__ import annotations
 
@@ -20,14 +20,17 @@ from spread_api.asgi import (  # noqa: E402
     RequestThreadsMiddleware,
     StreamingUploadMiddleware,
 )
+from spread_api.lean import LeanRawMiddleware  # noqa: E402
 from spread_api.routing import sse_urlpatterns, websocket_urlpatterns  # noqa: E402
 
 http_application = RequestThreadsMiddleware(
     ASGIStaticFilesHandler(StreamingUploadMiddleware(OneHopASGIHandler()))  # type: ignore[arg-type]
 )
-application = ProtocolTypeRouter(
-    {
-        "http": URLRouter([*sse_urlpatterns, re_path(r"", http_application)]),  # type: ignore[arg-type]
-        "websocket": URLRouter(websocket_urlpatterns),
-    }
+application = LeanRawMiddleware(
+    ProtocolTypeRouter(
+        {
+            "http": URLRouter([*sse_urlpatterns, re_path(r"", http_application)]),  # type: ignore[arg-type]
+            "websocket": URLRouter(websocket_urlpatterns),
+        }
+    )
 )

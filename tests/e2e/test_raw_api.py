@@ -40,14 +40,28 @@ CHUNK_SIZE = 256 * 1024
 # Nodes shared by the module
 
 
-@pytest.fixture(scope="module")
-def api_node(module_nodes: Callable[..., LiveNode]) -> LiveNode:
-    return module_nodes("raw-api")
+#: Every test of the module runs against nodes answering through the lean path (spread_api.lean)
+#: and against nodes answering through the plain DRF view (LEAN_PATH off).
+REQUEST_PATHS = {"lean": "1", "plain": "0"}
+
+
+@pytest.fixture(scope="module", params=sorted(REQUEST_PATHS))
+def request_path(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture(scope="module")
-def small_node(module_nodes: Callable[..., LiveNode]) -> LiveNode:
-    return module_nodes("small-node", DJANGO_SETTINGS_MODULE="tests.node_settings_small")
+def api_node(module_nodes: Callable[..., LiveNode], request_path: str) -> LiveNode:
+    return module_nodes(f"raw-api-{request_path}", SPREAD_TEST_LEAN_PATH=REQUEST_PATHS[request_path])
+
+
+@pytest.fixture(scope="module")
+def small_node(module_nodes: Callable[..., LiveNode], request_path: str) -> LiveNode:
+    return module_nodes(
+        f"small-node-{request_path}",
+        DJANGO_SETTINGS_MODULE="tests.node_settings_small",
+        SPREAD_TEST_LEAN_PATH=REQUEST_PATHS[request_path],
+    )
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,258 @@
+"""The lean path of the raw API: GET, HEAD, POST and DELETE of ``/raw/<path>`` answered by a small
+ASGI middleware instead of Django's handler, its middleware chain and DRF's view machinery.
+
+It skips framework layers, never Spread's rules: the same path parser, simplejwt's token
+validation (``SpreadJWTAuthentication``, whose validated tokens are kept until they expire), the
+same ``ACCESS_POLICY`` checks (``spread_api.access``), header parsing (``spread_api.raw``), write
+seam (``spread_core.writer.awrite_value``, ``store.record``), reader and value cache, error
+translation (``spread_api.errors.describe`` rendered by DRF's JSON renderer) and answer headers
+(CORS, the raw-value protection, and what Django's security and clickjacking middleware add,
+from the same settings). On SQLite a cached value is answered on the event loop without any
+thread hop; otherwise one hop to a thread that keeps its database connection.
+
+What it does not handle goes on, untouched, to the full stack (``RawTopicView`` stays the
+definition): other routes and methods, a Host header ``ALLOWED_HOSTS`` does not accept (Django
+answers it), ``?at=`` / ``?at_date=`` reads, blob values (streamed by the view), a miss while
+``READ_THROUGH`` is on, and a mounted ``root_path``. ``SPREAD["LEAN_PATH"] = False`` turns it off;
+it is also off while the site's ``MIDDLEWARE`` holds middleware other than Django's defaults, or
+settings that make Django redirect or add headers per request (HTTPS redirect, HSTS, PREPEND_WWW,
+DISALLOWED_USER_AGENTS): their rules would be skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl
+
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+from django.http.response import ResponseHeaders
+from django.urls import reverse
+from rest_framework import status
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
+from rest_framework.renderers import JSONRenderer
+
+from spread_core import reader, store, writer
+from spread_core.api import report
+from spread_core.cache import Miss
+from spread_core.conf import spread_settings
+from spread_core.exceptions import ClientDisconnected, TopicNotFound
+from spread_core.models import Event
+from spread_core.paths import TopicPath
+from spread_core.threads import kept_threads, request_threads
+
+from . import raw
+from .access import ANONYMOUS, Principal, check_read, check_write
+from .asgi import request_body
+from .authentication import AUTHORIZATION_QUERY_PARAM, SpreadJWTAuthentication, is_stateless
+from .errors import describe
+from .protection import protection_headers
+from .views import RawTopicView
+
+logger = logging.getLogger(__name__)
+
+READ_METHODS = frozenset({"GET", "HEAD"})
+WRITE_METHODS = frozenset({"POST", "DELETE"})
+AS_OF_PARAMETERS = frozenset({"at", "at_date"})
+#: Middleware whose effect on a raw-API answer the lean path reproduces (or that has none).
+KNOWN_MIDDLEWARE = frozenset(
+    {
+        "django.middleware.security.SecurityMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    }
+)
+JSON_CONTENT_TYPE = "application/json"
+LOCAL_DEBUG_HOSTS = [".localhost", "127.0.0.1", "[::1]"]
+
+
+class Answer(NamedTuple):
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def lean_path_applies() -> bool:
+    """Whether the settings let the lean path answer (see the module docstring)."""
+    return (
+        bool(spread_settings.LEAN_PATH)
+        and set(settings.MIDDLEWARE) <= KNOWN_MIDDLEWARE
+        and not settings.SECURE_SSL_REDIRECT
+        and not settings.SECURE_HSTS_SECONDS
+        and not settings.PREPEND_WWW
+        and not settings.DISALLOWED_USER_AGENTS
+    )
+
+
+def _raw_prefix() -> bytes:
+    return reverse("spread-raw-root").encode("ascii")
+
+
+def _request_headers(scope: dict[str, Any]) -> dict[str, str]:
+    """Header names in lower case; repeated headers joined with "," (as Django's ASGIRequest)."""
+    result: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        result[key] = f"{result[key]},{text}" if key in result else text
+    return result
+
+
+def _host_allowed(request_headers: dict[str, str]) -> bool:
+    """``HttpRequest.get_host``'s check, with the same Django functions and settings."""
+    host = request_headers.get("host")
+    if settings.USE_X_FORWARDED_HOST and "x-forwarded-host" in request_headers:
+        host = request_headers["x-forwarded-host"]
+    if not host:
+        return False
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = LOCAL_DEBUG_HOSTS
+    domain, _ = split_domain_port(host)
+    return bool(domain) and validate_host(domain, allowed)
+
+
+class LeanRawMiddleware:
+    """Wrap the node's ASGI application; answer the raw API's hot routes here."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.renderer = JSONRenderer()
+        self.authentication = SpreadJWTAuthentication()
+        self.allow = ", ".join(RawTopicView().allowed_methods)
+        # simplejwt's WWW-Authenticate value does not depend on the request.
+        self.authenticate_header = self.authentication.authenticate_header(None)  # type: ignore[arg-type]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] in READ_METHODS | WRITE_METHODS
+            and lean_path_applies()
+        ):
+            answer = await self.answer(scope, receive)
+            if answer is not None:
+                await self.send(send, answer)
+                return
+        await self.app(scope, receive, send)
+
+    async def answer(self, scope: dict[str, Any], receive: Any) -> Answer | None:
+        """The answer, or None to leave the request to the full stack (nothing consumed)."""
+        prefix = _raw_prefix()
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+        if scope.get("root_path") or not raw_path.startswith(prefix) or len(raw_path) == len(prefix):
+            return None
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+        method = scope["method"]
+        if method in READ_METHODS and AS_OF_PARAMETERS & set(query):
+            return None
+        request_headers = _request_headers(scope)
+        if not _host_allowed(request_headers):
+            return None
+        try:
+            path = TopicPath.from_url(raw_path[len(prefix) :])
+            principal = await self.principal(request_headers, query)
+            if method in READ_METHODS:
+                await self.check(check_read, principal, path)
+                return await self.read(method, path, request_headers)
+            await self.check(check_write, principal, path)
+            write = raw.write_request(path, principal, request_headers)
+            if method == "DELETE":
+                recorded = await kept_threads.run(partial(store.record, write.tombstone(), value=None))
+            else:
+                async with request_threads.context():  # a blob's chunks are stored on its thread
+                    recorded = await writer.awrite_value(write, request_body(receive))
+            return self.json(status.HTTP_200_OK, report(recorded))
+        except Exception as exc:
+            if isinstance(exc, ClientDisconnected):
+                logger.debug("Lean upload ended by the client: %s", exc)
+            return self.error(exc)
+
+    async def principal(self, request_headers: dict[str, str], query: dict[str, str]) -> Principal:
+        """``SpreadJWTAuthentication.authenticate``: the header, else ``?authorization=``; a
+        token of a Django user is looked up in the database (in a thread)."""
+        header = request_headers.get("authorization")
+        if header is None:
+            header = query.get(AUTHORIZATION_QUERY_PARAM) or None
+        if header is None:
+            return ANONYMOUS
+        raw_token = self.authentication.get_raw_token(header.encode("latin-1"))
+        if raw_token is None:
+            return ANONYMOUS
+        token = self.authentication.get_validated_token(raw_token)
+        if is_stateless(token):
+            user = self.authentication.get_user(token)
+        else:
+            user = await kept_threads.run(self.authentication.get_user, token)
+        return Principal(user, token)
+
+    @staticmethod
+    async def check(check: Any, principal: Principal, path: TopicPath) -> None:
+        """Run an access check on the loop when the policy says it may, else in a thread."""
+        if getattr(spread_settings.ACCESS_POLICY, "runs_on_event_loop", False):
+            check(principal, path)
+        else:
+            await kept_threads.run(check, principal, path)
+
+    async def read(self, method: str, path: TopicPath, request_headers: dict[str, str]) -> Answer | None:
+        path = path.require_topic()
+        cached = reader.cached_current(path, on_event_loop=True)
+        event = await kept_threads.run(reader.current_event, path) if isinstance(cached, Miss) else cached
+        if event is None:
+            if spread_settings.READ_THROUGH:
+                return None  # the view asks the peers
+            raise TopicNotFound()
+        if raw.not_modified(event, request_headers.get("if-none-match")):
+            return self.not_modified(event)
+        if event.is_blob:
+            return None  # streamed by the view
+        headers = {
+            **raw.value_headers(event),
+            **self.common_headers(),
+            **protection_headers(event.content_type),
+        }
+        body = b"" if method == "HEAD" else bytes(event.value or b"")
+        return Answer(status.HTTP_200_OK, headers, body)
+
+    def not_modified(self, event: Event) -> Answer:
+        # As the view's 304 (an HttpResponse with Django's default content type) is protected.
+        content_type = f"text/html; charset={settings.DEFAULT_CHARSET}"
+        headers = {
+            "Content-Type": content_type,
+            **raw.not_modified_headers(event),
+            **self.common_headers(),
+            **protection_headers(content_type),
+        }
+        return Answer(status.HTTP_304_NOT_MODIFIED, headers, b"")
+
+    def common_headers(self) -> dict[str, str]:
+        return {"Allow": self.allow, **raw.cors_headers(), **raw.site_headers()}
+
+    def json(self, status_code: int, data: Any, extra: dict[str, str] | None = None) -> Answer:
+        headers = {
+            "Content-Type": JSON_CONTENT_TYPE,
+            **(extra or {}),
+            **self.common_headers(),
+            **protection_headers(None),
+        }
+        return Answer(status_code, headers, self.renderer.render(data))
+
+    def error(self, exc: BaseException) -> Answer:
+        if isinstance(exc, NotAuthenticated | AuthenticationFailed):
+            # As DRF's APIView.handle_exception: a 401 says how to authenticate.
+            exc.auth_header = self.authenticate_header  # type: ignore[union-attr]
+        status_code, body, extra = describe(exc)
+        return self.json(status_code, body, extra)
+
+    @staticmethod
+    async def send(send: Any, answer: Answer) -> None:
+        headers = ResponseHeaders(answer.headers)  # Django's encoding of non-Latin-1 values
+        if "Content-Length" not in headers:
+            headers["Content-Length"] = str(len(answer.body))
+        encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        await send({"type": "http.response.start", "status": answer.status, "headers": encoded})
+        await send({"type": "http.response.body", "body": answer.body})

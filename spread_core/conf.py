@@ -87,6 +87,11 @@ DEFAULTS: dict[str, Any] = {
     # GET, HEAD, POST and DELETE of /raw/ are answered by spread_api.lean.LeanRawMiddleware (same
     # rules, without Django's handler and middleware chain) where the node's ASGI stack uses it.
     "LEAN_PATH": True,
+    # spread_node: garbage collector thresholds (None keeps Python's), and whether to move what
+    # start-up allocated out of the collector's sight (gc.freeze): a node holds many long-lived
+    # objects, which full collections would otherwise walk again and again.
+    "GC_THRESHOLDS": (50_000, 20, 100),
+    "GC_FREEZE": True,
     # History retention (spread_prune, the admin): None keeps everything; else a dict with
     # "KEEP_LAST" (events per topic) and/or "KEEP_SECONDS", and "ARCHIVE_DIR" (None: expired
     # events are deleted). A topic's current event is never removed.

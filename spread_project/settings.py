@@ -7,11 +7,14 @@
 - ``SECRET_KEY`` (default: a random key generated once into ``.secret_key`` beside manage.py);
 - ``DEBUG``: ``1``/``true`` to enable (default off; ``spread_node`` refuses it on a non-loopback
   bind);
-- ``ALLOWED_HOSTS``: comma-separated host names the node answers to (default ``*``).
+- ``ALLOWED_HOSTS``: comma-separated host names the node answers to (default ``*``);
+- ``SPREAD_OPTIONS``: a JSON object merged into ``SPREAD`` (for instance
+  ``{"LEAN_PATH": false, "CACHE_MAX_BYTES": 0}``: benchmarks run a setting on and off this way).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -134,7 +137,10 @@ else:
     # Channels' in-memory layer with a periodic (not per-message) sweep: see spread_core/layers.py.
     CHANNEL_LAYERS = {"default": {"BACKEND": "spread_core.layers.InMemoryChannelLayer"}}
 
-SPREAD = {"NODE_NAME": os.environ.get("SPREAD_NODE_NAME") or "spread"}
+SPREAD = {
+    "NODE_NAME": os.environ.get("SPREAD_NODE_NAME") or "spread",
+    **json.loads(os.environ.get("SPREAD_OPTIONS") or "{}"),
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 from typing import Any
 
@@ -76,8 +77,20 @@ class Command(BaseCommand):
             f"(admin at /admin/, API docs at /api/docs/)"
         )
         self.stdout.flush()
+        tune_garbage_collector()
         with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
             runner.run(serve(uvicorn.Server(config)))
+
+
+def tune_garbage_collector() -> None:
+    """Apply ``GC_THRESHOLDS`` and ``GC_FREEZE`` (profiles of fan-out found 20-25% of the time in
+    collections, pauses up to 221 ms, most of it walking objects that live as long as the node)."""
+    thresholds = spread_settings.GC_THRESHOLDS
+    if thresholds is not None:
+        gc.set_threshold(*thresholds)
+    if spread_settings.GC_FREEZE:
+        gc.collect()
+        gc.freeze()
 
 
 async def serve(server: uvicorn.Server) -> None:

@@ -44,9 +44,10 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.fanout import BENCH_SECRET, Server, now_iso  # noqa: E402
-from bench.memory import bar_chart, status_kib  # noqa: E402
+from bench.memory import bar_chart  # noqa: E402
 from bench.options import add_common_options, add_named_option, emitter, suite_main  # noqa: E402
 from bench.peers import wait_port  # noqa: E402
+from bench.processes import status_kib  # noqa: E402
 from spread_core.testing import LiveNode, free_port  # noqa: E402
 
 SUITE = "large_values"

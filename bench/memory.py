@@ -39,6 +39,7 @@ if str(REPO) not in sys.path:
 
 from bench import fanout  # noqa: E402
 from bench.options import add_common_options, add_named_option, emitter, suite_main  # noqa: E402
+from bench.processes import PROC, children, cpu_seconds, status_kib, tree_mib  # noqa: E402
 
 SUITE = "memory"
 SPREAD = "spread-uvicorn-sqlite"
@@ -56,55 +57,10 @@ FORGET_POLL = 1.0
 MAX_COUNT_ATTEMPTS = 1000
 WARMUP_SUBSCRIBERS = 10  # connected and closed before the first reading: lazy imports, caches
 FD_HEADROOM = 512  # descriptors beyond one per websocket (database, logs, libraries)
-PROC = Path("/proc")
 SPREAD_COLOR, BASELINE_COLOR, TARGET_COLOR = "#417690", "#999", "#ba2121"
 
 
 # Processes ----------------------------------------------------------------------------------------
-def _ppid(pid: int) -> int | None:
-    try:
-        stat = (PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: fields follow the last ')'.
-    return int(stat.rpartition(")")[2].split()[1])
-
-
-def children(pid: int) -> list[int]:
-    """The live direct children of ``pid``."""
-    found = []
-    for entry in PROC.iterdir():
-        if entry.name.isdigit() and _ppid(int(entry.name)) == pid:
-            found.append(int(entry.name))
-    return found
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants."""
-    tree, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        tree.append(current)
-        pending += children(current)
-    return tree
-
-
-def status_kib(pid: int, field: str = "VmRSS") -> int:
-    """A ``kB`` field of ``/proc/<pid>/status`` (0 when the process is gone)."""
-    try:
-        for line in (PROC / str(pid) / "status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def tree_mib(pid: int, field: str = "VmRSS") -> float:
-    """``field`` summed over ``pid`` and its descendants, in MiB."""
-    return round(sum(status_kib(p, field) for p in process_tree(pid)) / KIB, 1)
-
-
 def server_pid(port: int) -> int:
     """The child of this process whose command line names ``port`` (the server listening on it)."""
     for pid in children(os.getpid()):
@@ -126,16 +82,6 @@ def raise_fd_limit(needed: int) -> dict[str, int]:
 
 
 # Measurement --------------------------------------------------------------------------------------
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` and its descendants."""
-    total = 0
-    for member in process_tree(pid):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = (PROC / str(member) / "stat").read_text().rpartition(")")[2].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 async def idle_reading(pid: int) -> dict[str, float]:
     """After a settle: the server's CPU use over ``IDLE_WINDOW`` seconds, then its RSS."""
     await asyncio.sleep(SETTLE_SECONDS)

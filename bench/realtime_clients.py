@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench import fanout, peers
+from bench.load import load
+from bench.peer_clients import NATS_BUCKET, NatsKVClient
 
 LOOPBACK = "127.0.0.1"
 LOAD_CONCURRENCY = 64  # writes in flight while loading a peer's keys (not measured)
-NATS_BUCKET = "bench"  # the KV bucket bench.peers.NatsKV.open() creates
 VALUE_B64 = base64.b64encode(fanout.VALUE).decode()
 
 # Connects and subscribes one receiver (holding the gate while it does), sets its ``ready``, then
@@ -379,15 +380,16 @@ def etcd_range(port: int) -> CatchUp:
 
 async def load_nats(system: peers.NatsKV, topics: int) -> dict[str, Any]:
     """Put ``topics`` keys ``cu.<i>`` of 100 B into the KV bucket, concurrently; the load figures."""
-    await system.open()
+    client = NatsKVClient(system.port)
+    await client.open(LOAD_CONCURRENCY)
     try:
 
         async def put(index: int) -> None:
-            await system.put(f"{fanout.CATCHUP_PREFIX}/{index:05d}", fanout.VALUE)
+            await client.put(f"{fanout.CATCHUP_PREFIX}/{index:05d}", fanout.VALUE)
 
-        return await peers.load(put, topics, LOAD_CONCURRENCY)
+        return await load(put, topics, LOAD_CONCURRENCY)
     finally:
-        await system.close()
+        await client.close()
 
 
 async def load_etcd(port: int, topics: int) -> dict[str, Any]:
@@ -403,12 +405,12 @@ async def load_etcd(port: int, topics: int) -> dict[str, Any]:
             try:
                 key = _b64(f"{fanout.CATCHUP_PREFIX}/{index:05d}")
                 status, answer = await http.post("/v3/kv/put", {"key": key, "value": VALUE_B64})
-                if status != 200:  # peers.load counts it as an error
+                if status != 200:  # load counts it as an error
                     raise RuntimeError(f"put: HTTP {status}: {str(answer)[:200]}")
             finally:
                 pool.put_nowait(http)
 
-        figures = await peers.load(put, topics, LOAD_CONCURRENCY)
+        figures = await load(put, topics, LOAD_CONCURRENCY)
         http = await pool.get()
         pool.put_nowait(http)
         _, answer = await http.post(

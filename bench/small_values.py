@@ -6,77 +6,37 @@ Loops are bounded in count and time and target only 127.0.0.1."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench import peers  # noqa: E402
+from bench import peer_clients, peers  # noqa: E402
+from bench.load import ClientProcesses, Job  # noqa: E402
 from bench.options import add_common_options, add_shared_option, emitter  # noqa: E402
-from spread_core.testing import LiveNode, free_port  # noqa: E402
 
 BENCH_SECRET = "spread-bench-secret-key-0123456789-0123456789-0123456789"
 VALUE = b"x" * 100
+HARNESS_METHODS = {"POST": "put", "GET": "get"}  # PUT is a POST of the value, GET a GET
 
 
-async def http_load(
-    url_of: Any, method: str, count: int, concurrency: int, headers: dict[str, str]
+def http_figures(
+    clients: ClientProcesses, system: peers.System, method: str, key_prefix: str, count: int, concurrency: int
 ) -> dict[str, Any]:
-    """Send ``count`` requests with ``concurrency`` in flight; return rate and latency percentiles
-    (a non-200 answer counts as an error)."""
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
-
-        async def request(index: int) -> None:
-            if method == "POST":
-                response = await client.post(url_of(index), content=VALUE, headers=headers)
-            else:
-                response = await client.get(url_of(index))
-            response.raise_for_status()
-
-        figures = await peers.load(request, count, concurrency)
+    """``count`` requests (``POST`` of the value or ``GET``) with ``concurrency`` in flight through
+    the lean client; rate, latency percentiles and CPU per request (a non-2xx answer is an error)."""
+    spec = system.client(peer_clients.LEAN, peers.SERIES_LOOP[peer_clients.LEAN])
+    job = Job(spec, HARNESS_METHODS[method], key_prefix, VALUE, range(count), concurrency)
+    figures = clients.measure(job, system.server_pid)
     figures["requests"] = figures.pop("operations")
     return figures
-
-
-def start_baseline(log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    with open(log_dir / "baseline.log", "ab") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bench.baseline_asgi:app",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            httpx.get(url, timeout=1.0)
-            break
-        except httpx.TransportError:
-            time.sleep(0.05)
-    return process, url
 
 
 def in_process(count: int, database_url: str) -> dict[str, Any]:
@@ -135,39 +95,20 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         results.append(record)
         print_and_append(record)
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ClientProcesses(1) as clients:
         workdir = Path(tmp)
-        baseline, baseline_url = start_baseline(workdir)
+        baseline = peers.RawAsgi(workdir)
+        baseline.start()
         try:
             for kind in args.database:
-                env = {
-                    "DATABASE_URL": database_url(kind, workdir, "node"),
-                    "SECRET_KEY": BENCH_SECRET,
-                    "SPREAD_NODE_NAME": "bench",
-                }
-                with LiveNode(REPO / "manage.py", env, log_path=workdir / f"node-{kind}.log") as node:
-                    token = httpx.post(f"{node.url}/jwttoken").json()["token"]
-                    headers = {"Authorization": f"Bearer {token}"}
+                node = peers.Spread(workdir, kind)
+                node.start()
+                try:
                     for concurrency in args.concurrency:
                         for method in ("POST", "GET"):
-                            base = asyncio.run(
-                                http_load(
-                                    lambda i: f"{baseline_url}/raw/b/{i}",
-                                    method,
-                                    args.requests,
-                                    concurrency,
-                                    headers,
-                                )
-                            )
-                            spread = asyncio.run(
-                                http_load(
-                                    lambda i, c=concurrency: f"{node.url}/raw/bench/c{c}/{i}",
-                                    method,
-                                    args.requests,
-                                    concurrency,
-                                    headers,
-                                )
-                            )
+                            base = http_figures(clients, baseline, method, "b/", args.requests, concurrency)
+                            prefix = f"bench/c{concurrency}/"
+                            spread = http_figures(clients, node, method, prefix, args.requests, concurrency)
                             emit(
                                 {
                                     "suite": "small_values",
@@ -176,10 +117,13 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                                     "concurrency": concurrency,
                                     **spread,
                                     "baseline_raw_asgi_per_second": base["per_second"],
+                                    "baseline_raw_asgi_server_cpu_us_per_op": base["server_cpu_us_per_op"],
                                     "ratio_to_raw_asgi": round(spread["per_second"] / base["per_second"], 3),
                                 },
                                 results,
                             )
+                finally:
+                    node.stop()
                 emit(
                     {
                         "suite": "in_process",
@@ -189,8 +133,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     results,
                 )
         finally:
-            baseline.terminate()
-            baseline.wait()
+            baseline.stop()
     return results
 
 

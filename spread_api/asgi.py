@@ -4,7 +4,7 @@ Django's ASGI handler reads a whole request body before it calls a view, so a re
 the first bytes of a large upload until it ended. This middleware resolves each HTTP request against
 the URLconf; a POST routed to ``RawTopicView`` is handled here: the view's own DRF ``initial``
 (authentication, permission) and ``get_write_request`` run first, then the body is fed to
-``spread_core.writer.awrite_value`` chunk by chunk, and the JSON report (or error) is rendered by
+``spread_core.api.awrite`` chunk by chunk, and the JSON report (or error) is rendered by
 the same view. Every other request goes to the wrapped application unchanged.
 """
 
@@ -24,7 +24,7 @@ from django.http import HttpResponse
 from django.urls import Resolver404, ResolverMatch, resolve, set_script_prefix
 from rest_framework.response import Response
 
-from spread_core import writer
+from spread_core import api
 from spread_core.api import report
 from spread_core.conf import spread_settings
 from spread_core.exceptions import ClientDisconnected, UploadTimeout
@@ -128,7 +128,7 @@ class StreamingUploadMiddleware:
 
         try:
             write = await database_sync_to_async(prepare)()
-            recorded = await writer.awrite_value(write, request_body(receive))
+            recorded = await api.awrite(write, request_body(receive))
             outcome: Any = Response(report(recorded))
         except Exception as exc:
             if not isinstance(exc, ClientDisconnected):

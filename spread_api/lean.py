@@ -4,7 +4,7 @@ ASGI middleware instead of Django's handler, its middleware chain and DRF's view
 It skips framework layers, never Spread's rules: the same path parser, simplejwt's token
 validation (``SpreadJWTAuthentication``, whose validated tokens are kept until they expire), the
 same ``ACCESS_POLICY`` checks (``spread_api.access``), header parsing (``spread_api.raw``), write
-seam (``spread_core.writer.awrite_value``, ``store.record``), reader and value cache, error
+seam (``spread_core.api.awrite``), reader and value cache, error
 translation (``spread_api.errors.describe`` rendered by DRF's JSON renderer) and answer headers
 (CORS, the raw-value protection, and what Django's security and clickjacking middleware add,
 from the same settings). On SQLite a cached value is answered on the event loop without any
@@ -22,7 +22,6 @@ DISALLOWED_USER_AGENTS): their rules would be skipped.
 from __future__ import annotations
 
 import logging
-from functools import partial
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
@@ -34,7 +33,7 @@ from rest_framework import status
 from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
 from rest_framework.renderers import JSONRenderer
 
-from spread_core import reader, store, writer
+from spread_core import api, reader
 from spread_core.api import report
 from spread_core.cache import Miss
 from spread_core.conf import spread_settings
@@ -161,11 +160,9 @@ class LeanRawMiddleware:
                 return await self.read(method, path, request_headers)
             await self.check(check_write, principal, path)
             write = raw.write_request(path, principal, request_headers)
-            if method == "DELETE":
-                recorded = await kept_threads.run(partial(store.record, write.tombstone(), value=None))
-            else:
-                async with request_threads.context():  # a blob's chunks are stored on its thread
-                    recorded = await writer.awrite_value(write, request_body(receive))
+            body = None if method == "DELETE" else request_body(receive)
+            async with request_threads.context():  # a blob's chunks are stored on its thread
+                recorded = await api.awrite(write, body)
             return self.json(status.HTTP_200_OK, report(recorded))
         except Exception as exc:
             if isinstance(exc, ClientDisconnected):

@@ -25,7 +25,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from spread_core import reader, store, writer
+from spread_core import api, reader
 from spread_core.api import report
 from spread_core.conf import spread_settings
 from spread_core.exceptions import FeatureDisabled, TopicNotFound
@@ -212,12 +212,11 @@ class RawTopicView(TopicView):
         write = self.get_write_request(request)
         django_request = request._request
         pieces = iter(lambda: django_request.read(READ_BLOCK), b"")
-        return Response(report(writer.write_value(write, pieces)))
+        return Response(report(api.write(write, pieces)))
 
     @extend_schema(request=None, responses={200: REPORT_SCHEMA, **error_responses(400, 401, 403, 409)})
     def delete(self, request: Request, topic: str = "") -> Response:
-        write = self.get_write_request(request).tombstone()
-        return Response(report(store.record(write, value=None)))
+        return Response(report(api.write(self.get_write_request(request), None)))
 
     @extend_schema(exclude=True)
     def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]

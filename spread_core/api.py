@@ -8,7 +8,7 @@ large values, an iterable (``post``) or async iterable (``apost``) of byte strin
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import Any, NamedTuple
 
@@ -32,6 +32,7 @@ __all__ = [
     "aopen",
     "apost",
     "asubscribe",
+    "awrite",
     "delete",
     "ensure_remote",
     "get",
@@ -41,6 +42,7 @@ __all__ = [
     "remove_remote",
     "subscribe",
     "transaction",
+    "write",
 ]
 
 TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
@@ -92,6 +94,27 @@ def _pieces(value: ValueLike | Iterable[bytes]) -> Iterable[bytes]:
     return value
 
 
+def write(request: WriteRequest, body: Iterable[bytes] | None) -> Recorded:
+    """The one write seam: every door (the HTTP views, the lean path, streamed uploads, websocket
+    frames, this module) ends here. ``body`` is the value as byte strings; None writes a
+    tombstone."""
+    if body is None:
+        return store.record(request.tombstone(), value=None)
+    return writer.write_value(request, body)
+
+
+async def awrite(request: WriteRequest, body: AsyncIterable[bytes] | None) -> Recorded:
+    """Async ``write``: the value arrives as an async iterable (streamed into the store)."""
+    if body is None:
+        return await database_sync_to_async(store.record)(request.tombstone(), value=None)
+    return await writer.awrite_value(request, body)
+
+
+async def _async_pieces(pieces: Iterable[bytes]) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
+
+
 def post(
     path: PathLike,
     value: ValueLike | Iterable[bytes],
@@ -102,7 +125,7 @@ def post(
     create_only: bool = False,
 ) -> PostReport:
     """Write ``value`` at ``path``; returns the propagation report (status ok/too_late/existing)."""
-    write = _write_request(
+    request = _write_request(
         path,
         content_type=content_type,
         origin=origin,
@@ -110,7 +133,7 @@ def post(
         create_only=create_only,
         text=isinstance(value, str),
     )
-    return report(writer.write_value(write, _pieces(value)))
+    return report(write(request, _pieces(value)))
 
 
 async def apost(
@@ -123,7 +146,7 @@ async def apost(
     create_only: bool = False,
 ) -> PostReport:
     """Async ``post``; large values may arrive as an async iterable of byte strings."""
-    write = _write_request(
+    request = _write_request(
         path,
         content_type=content_type,
         origin=origin,
@@ -131,11 +154,8 @@ async def apost(
         create_only=create_only,
         text=isinstance(value, str),
     )
-    if isinstance(value, AsyncIterable):
-        recorded = await writer.awrite_value(write, value)
-    else:
-        recorded = await database_sync_to_async(writer.write_value)(write, _pieces(value))
-    return await database_sync_to_async(report)(recorded)
+    pieces = value if isinstance(value, AsyncIterable) else _async_pieces(_pieces(value))
+    return report(await awrite(request, pieces))
 
 
 def transaction() -> AbstractContextManager[None]:
@@ -155,12 +175,11 @@ async def amaybe_post(path: PathLike, value: ValueLike | AsyncIterable[bytes], *
 
 def delete(path: PathLike, *, origin: str | None = None, date: int | None = None) -> PostReport:
     """Write a tombstone at ``path`` (a later write revives the topic)."""
-    write = _write_request(path, content_type=None, origin=origin, date=date).tombstone()
-    return report(store.record(write, value=None))
+    return report(write(_write_request(path, content_type=None, origin=origin, date=date), None))
 
 
 async def adelete(path: PathLike, *, origin: str | None = None, date: int | None = None) -> PostReport:
-    return await database_sync_to_async(delete)(path, origin=origin, date=date)
+    return report(await awrite(_write_request(path, content_type=None, origin=origin, date=date), None))
 
 
 def open_value(path: PathLike) -> reader.ValueReader:

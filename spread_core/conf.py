@@ -81,6 +81,9 @@ DEFAULTS: dict[str, Any] = {
     # at most this many per commit.
     "GROUP_COMMIT": True,
     "GROUP_COMMIT_MAX": 64,
+    # A batch of writes is stored with a handful of set-based statements (False: each write runs
+    # its own queries inside the shared transaction, as outside a batch).
+    "GROUP_COMMIT_SET_BASED": True,
     # History retention (spread_prune, the admin): None keeps everything; else a dict with
     # "KEEP_LAST" (events per topic) and/or "KEEP_SECONDS", and "ARCHIVE_DIR" (None: expired
     # events are deleted). A topic's current event is never removed.

@@ -106,7 +106,7 @@ def write(request: WriteRequest, body: Iterable[bytes] | None) -> Recorded:
 async def awrite(request: WriteRequest, body: AsyncIterable[bytes] | None) -> Recorded:
     """Async ``write``: the value arrives as an async iterable (streamed into the store)."""
     if body is None:
-        return await database_sync_to_async(store.record)(request.tombstone(), value=None)
+        return await store.arecord(request.tombstone(), value=None)
     return await writer.awrite_value(request, body)
 
 

@@ -81,6 +81,9 @@ DEFAULTS: dict[str, Any] = {
     # at most this many per commit.
     "GROUP_COMMIT": True,
     "GROUP_COMMIT_MAX": 64,
+    # A batch of writes is stored with a handful of set-based statements (False: each write runs
+    # its own queries inside the shared transaction, as outside a batch).
+    "GROUP_COMMIT_SET_BASED": True,
     # Bytes of current values each node process keeps in memory for reads (least recently used
     # out; blobs count as metadata only); 0 switches the value cache off. See spread_core.cache.
     "CACHE_MAX_BYTES": 64 * MIB,
@@ -90,7 +93,7 @@ DEFAULTS: dict[str, Any] = {
     # spread_node: garbage collector thresholds (None keeps Python's), and whether to move what
     # start-up allocated out of the collector's sight (gc.freeze): a node holds many long-lived
     # objects, which full collections would otherwise walk again and again.
-    "GC_THRESHOLDS": (50_000, 20, 100),
+    "GC_THRESHOLDS": None,
     "GC_FREEZE": True,
     # History retention (spread_prune, the admin): None keeps everything; else a dict with
     # "KEEP_LAST" (events per topic) and/or "KEEP_SECONDS", and "ARCHIVE_DIR" (None: expired

@@ -17,6 +17,7 @@ from collections import defaultdict
 from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from .paths import canonical_ancestors
@@ -37,6 +38,8 @@ def group_name(prefix: str) -> str:
 
 class Subscriber(Protocol):
     prefix: str
+    #: ``ring`` reads the database and calls user code: from an event loop, it runs in a thread.
+    ring_blocks: bool
 
     def ring(self, iteration: int) -> None: ...
 
@@ -66,10 +69,24 @@ class Hub:
 
     def notify(self, path: str, iteration: int) -> None:
         """Ring every in-process subscriber whose prefix covers ``path``."""
+        _ring_each(self._watching(path), iteration)
+
+    async def anotify(self, path: str, iteration: int) -> None:
+        """``notify`` from an event loop: subscribers whose ring blocks are rung from a thread."""
+        watching = self._watching(path)
+        _ring_each([s for s in watching if not s.ring_blocks], iteration)
+        blocking = [s for s in watching if s.ring_blocks]
+        if blocking:
+            await database_sync_to_async(_ring_each)(blocking, iteration)
+
+    def _watching(self, path: str) -> list[Subscriber]:
         with self._lock:
-            watching = [s for p in canonical_ancestors(path) for s in self._by_prefix.get(p, ())]
-        for subscriber in watching:
-            subscriber.ring(iteration)
+            return [s for p in canonical_ancestors(path) for s in self._by_prefix.get(p, ())]
+
+
+def _ring_each(subscribers: list[Subscriber], iteration: int) -> None:
+    for subscriber in subscribers:
+        subscriber.ring(iteration)
 
 
 hub = Hub()
@@ -113,9 +130,18 @@ def announce(path: str, iteration: int) -> list[PropagationEntry]:
     """Ring the subscribers of ``path`` and its ancestors (in this process, then through the
     channel layer); return how many there were per prefix. Called after a commit, in sync code."""
     hub.notify(path, iteration)
-    sizes = async_to_sync(_ring_layer)(path, iteration)
+    return _report(path, async_to_sync(_ring_layer)(path, iteration))
+
+
+async def aannounce(path: str, iteration: int) -> list[PropagationEntry]:
+    """``announce`` from an event loop."""
+    await hub.anotify(path, iteration)
+    return _report(path, await _ring_layer(path, iteration))
+
+
+def _report(path: str, layer_sizes: dict[str, int]) -> list[PropagationEntry]:
     return [
-        {"path": prefix, "subscribers": hub.count(prefix) + sizes.get(prefix, 0)}
+        {"path": prefix, "subscribers": hub.count(prefix) + layer_sizes.get(prefix, 0)}
         for prefix in canonical_ancestors(path)
     ]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import Any, TypeVar
 
 from django.db import models
 from django.db.models.functions import Substr
@@ -21,6 +21,21 @@ ITERATION_COUNTER = "iteration"
 def path_hash(canonical: str) -> str:
     """Fixed-size unique key of a canonical path (paths can be longer than an index allows)."""
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+#: Values per ``IN (...)`` list: well under the bound parameters a statement may take on SQLite.
+IN_BATCH = 500
+M = TypeVar("M", bound=models.Model)
+
+
+def in_batches(queryset: models.QuerySet[M], field: str, values: Collection[Any]) -> list[M]:
+    """The rows of ``queryset`` whose ``field`` is one of ``values``: one query per ``IN_BATCH``
+    values (a batch of writes can name more paths than a statement takes parameters)."""
+    ordered = list(values)
+    rows: list[M] = []
+    for start in range(0, len(ordered), IN_BATCH):
+        rows.extend(queryset.filter(**{f"{field}__in": ordered[start : start + IN_BATCH]}))
+    return rows
 
 
 def under_filter(prefix: TopicPath | str | Sequence[str], field: str) -> models.Q:

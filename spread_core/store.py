@@ -1,24 +1,30 @@
 """The transactional write core: record an event, stream a large value in, abort a broken upload.
 
-Everything here is synchronous and runs in one database transaction per step; the async paths call
-the same steps through ``database_sync_to_async`` (see ``writer.py``).
+Everything here runs in one database transaction per step. The async paths call the same steps
+through ``database_sync_to_async`` (see ``writer.py``), except ``arecord``, which hands a write
+from the event loop to the group-commit writer thread and awaits it there.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 
+from channels.db import database_sync_to_async
 from django.db import transaction
 
 from . import fanout, iteration, tree
-from .batching import batcher
+from .batch_record import new_event, record_all
+from .batching import Together, batcher
 from .cache import value_cache
 from .clock import MICROSECONDS, now_us
 from .conf import spread_settings
-from .exceptions import TopicExists, UploadAborted
-from .merge import EventKey, Outcome, decide, event_id, winner
+from .exceptions import UploadAborted
+from .merge import Outcome, event_id, winner
 from .models import BlobChunk, Change, Event, EventQuerySet, Topic, path_hash
 from .paths import TopicPath
 from .signals import event_accepted, upload_aborted
@@ -71,8 +77,28 @@ def _lease() -> int:
     return now_us() + int(LEASE_FACTOR * spread_settings.UPLOAD_IDLE_TIMEOUT * MICROSECONDS)
 
 
-def _has_value(event: Event | None) -> bool:
-    return event is not None and not event.deleted and not event.aborted
+@dataclass(frozen=True, slots=True)
+class QueuedWrite:
+    """A write queued for group commit: called, it is stored alone by ``_record``; a run of
+    them is stored together by ``together`` (set-based, ``batch_record``)."""
+
+    request: WriteRequest
+    value: bytes | None
+    is_blob: bool
+    sha256: str
+
+    def __call__(self) -> Recorded:
+        return _record(self.request, self.value, self.is_blob, self.sha256)
+
+    @staticmethod
+    def together(writes: Sequence[QueuedWrite]) -> list[Recorded | Exception]:
+        """Each write's answer, as ``_record`` one after the other would give it."""
+        answers = record_all(writes, lease_until=_lease())
+        return [answer if isinstance(answer, Exception) else Recorded(*answer) for answer in answers]
+
+
+def _together() -> Together | None:
+    return QueuedWrite.together if spread_settings.GROUP_COMMIT_SET_BASED else None
 
 
 def record(write: WriteRequest, *, value: bytes | None, is_blob: bool = False, sha256: str = "") -> Recorded:
@@ -83,7 +109,7 @@ def record(write: WriteRequest, *, value: bytes | None, is_blob: bool = False, s
     changes nothing. Raises ``TopicExists`` for a create-only write to a topic that has a value.
     """
     if batcher.applies():
-        recorded = batcher.run(lambda: _record(write, value, is_blob, sha256))
+        recorded: Recorded = batcher.run(QueuedWrite(write, value, is_blob, sha256), together=_together())
         if recorded.outcome is not Outcome.EXISTING:
             _announce(recorded)  # committed: ring from the caller's thread, not the writer's
         return recorded
@@ -92,6 +118,49 @@ def record(write: WriteRequest, *, value: bytes | None, is_blob: bool = False, s
         if recorded.outcome is not Outcome.EXISTING:
             transaction.on_commit(lambda: _announce(recorded))
     return recorded
+
+
+async def arecord(
+    write: WriteRequest, *, value: bytes | None, is_blob: bool = False, sha256: str = ""
+) -> Recorded:
+    """``record`` from an event loop, with the same answer and errors. With group commit on, the
+    write goes from the loop to the writer thread's queue and the loop awaits its commit (no
+    thread of the caller's waits for it); a write made here is never part of a caller's
+    transaction, since the loop thread holds none. With group commit off: ``record`` in a thread.
+    A caller cancelled while its write is queued does not unqueue it: it is stored and announced.
+    """
+    if not spread_settings.GROUP_COMMIT:
+        return await database_sync_to_async(record)(write, value=value, is_blob=is_blob, sha256=sha256)
+    future: Future[Recorded] = batcher.submit(
+        QueuedWrite(write, value, is_blob, sha256), together=_together()
+    )
+    committed = asyncio.wrap_future(future)  # set from the writer thread via loop.call_soon_threadsafe
+    try:
+        recorded = await asyncio.shield(committed)
+    except asyncio.CancelledError:
+        _keep(asyncio.ensure_future(_announce_once_committed(committed)))
+        raise
+    if recorded.outcome is not Outcome.EXISTING:
+        await _aannounce(recorded)
+    return recorded
+
+
+_announcing: set[asyncio.Future[None]] = set()  # tasks of cancelled writers, kept until they end
+
+
+def _keep(task: asyncio.Future[None]) -> None:
+    _announcing.add(task)
+    task.add_done_callback(_announcing.discard)
+
+
+async def _announce_once_committed(committed: asyncio.Future[Recorded]) -> None:
+    try:
+        recorded = await committed
+    except Exception as exc:  # its caller is gone: nobody else to tell
+        logger.info("A write whose caller was cancelled failed: %s: %s", type(exc).__name__, exc)
+        return
+    if recorded.outcome is not Outcome.EXISTING:
+        await _aannounce(recorded)
 
 
 def _record(write: WriteRequest, value: bytes | None, is_blob: bool, sha256: str) -> Recorded:
@@ -105,32 +174,9 @@ def _record(write: WriteRequest, value: bytes | None, is_blob: bool, sha256: str
     topic = Topic.objects.select_related("current").filter(path_hash=path_hash(path.canonical)).first()
     if topic is None:
         topic = tree.new_node(path.canonical)
-    current = topic.current
-    if write.create_only and current is not None and _has_value(current):
-        current.topic = topic  # the 409 answer shows its path
-        raise TopicExists(current)
-    outcome = decide(current.key if current else None, EventKey(write.date, write.origin))
-    size = 0 if value is None else len(value)
-    event = Event.objects.create(
-        iteration=iteration.take_next(counter),
-        event_id=eid,
-        topic=topic,
-        origin=write.origin,
-        date=write.date,
-        received=now_us(),
-        deleted=write.deleted,
-        too_late=outcome is Outcome.TOO_LATE,
-        content_type=write.content_type,
-        size=size,
-        value=None if is_blob else value,
-        is_blob=is_blob,
-        complete=not is_blob,
-        sha256=sha256,
-        # A replicated upload has no lease: its bytes come from the peer, and a link that
-        # drops resumes it (readers wait) instead of aborting it.
-        lease_until=_lease() if is_blob and not write.source else None,
-        source=write.source,
-    )
+    queued = QueuedWrite(write, value, is_blob, sha256)
+    event, outcome = new_event(queued, eid, topic, counter, lease_until=_lease())
+    event.save(force_insert=True)
     Change.objects.create(iteration=event.iteration, event=event, kind=Change.WRITE)
     if is_blob and value:
         BlobChunk.objects.create(event=event, index=0, data=value)
@@ -141,15 +187,29 @@ def _record(write: WriteRequest, value: bytes | None, is_blob: bool, sha256: str
 
 
 def _announce(recorded: Recorded) -> None:
+    """What follows the commit of a stored (not ``EXISTING``) write, before its caller gets the
+    answer: the ``event_accepted`` signal, and its subscribers rung. ``_aannounce`` is the same
+    from an event loop; every write goes through exactly one of them."""
     event = recorded.event
     _note_in_cache(recorded)
     event_accepted.send(sender=Event, event=event, outcome=recorded.outcome)
-    if recorded.outcome is Outcome.OK:
-        recorded.propagation = fanout.announce(event.topic.path, event.iteration)
-    elif recorded.outcome is Outcome.TOO_LATE:
-        # Only history subscribers want it (the current value did not change): ring, but report
-        # no delivery, since subscribers of current values are not sent anything.
-        fanout.announce(event.topic.path, event.iteration)
+    propagation = fanout.announce(event.topic.path, event.iteration)
+    recorded.propagation = _delivered(recorded, propagation)
+
+
+async def _aannounce(recorded: Recorded) -> None:
+    """``_announce`` from an event loop (sync receivers of the signal run in a thread)."""
+    event = recorded.event
+    _note_in_cache(recorded)
+    await event_accepted.asend(sender=Event, event=event, outcome=recorded.outcome)
+    propagation = await fanout.aannounce(event.topic.path, event.iteration)
+    recorded.propagation = _delivered(recorded, propagation)
+
+
+def _delivered(recorded: Recorded, propagation: list[PropagationEntry]) -> list[PropagationEntry] | None:
+    """The report of a write: a too_late event is rung for history subscribers only (the
+    current value did not change), so it reports no delivery."""
+    return propagation if recorded.outcome is Outcome.OK else None
 
 
 def _note_in_cache(recorded: Recorded) -> None:

@@ -36,6 +36,9 @@ class Subscription:
     with ``history`` every log entry after it (too_late events, completions and aborts included).
     """
 
+    #: ``ring`` reads the database and calls user code (see ``fanout.Subscriber``).
+    ring_blocks = False
+
     def __init__(self, prefix: PathLike, since: int = 0, *, history: bool = False) -> None:
         self.topic_prefix = TopicPath.coerce(prefix)
         self.prefix = self.topic_prefix.canonical
@@ -121,7 +124,10 @@ def _aborted_event(topic: Topic) -> Event | None:
 
 
 class CallbackSubscription(Subscription):
-    """Calls a sync callback with each event; live events are delivered in the writer's thread."""
+    """Calls a sync callback with each event; live events are delivered in the writer's thread
+    (in a thread of the event loop's, for a write made from one)."""
+
+    ring_blocks = True
 
     def __init__(self, prefix: PathLike, callback: Callback, since: int = 0) -> None:
         super().__init__(prefix, since)

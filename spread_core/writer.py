@@ -3,8 +3,9 @@
 ``ValueWriter`` holds the state of one incoming value. Its ``take`` method is pure (it buffers and
 says which chunks to store); its ``store``/``finish``/``abort`` steps touch the database. The sync
 driver calls the steps directly, the async driver through ``database_sync_to_async``: one core,
-two entry points. The event is created with the first stored chunk, so readers can stream the
-value while it is still arriving.
+two entry points; a complete inline value is handed from the event loop to ``store.arecord``
+instead (``afinish``: no thread waits for its commit). The event is created with the first stored
+chunk, so readers can stream the value while it is still arriving.
 """
 
 from __future__ import annotations
@@ -86,10 +87,8 @@ class ValueWriter:
     def finish(self) -> Recorded:
         """Store what is left and complete the value; returns the recorded event."""
         if self.recorded is None:
-            if self.size == 0:
-                raise EmptyValue()
-            received = self._verified_digest()
-            return store.record(self.write, value=bytes(self.buffer), sha256=received)
+            value, received = self._inline_value()
+            return store.record(self.write, value=value, sha256=received)
         if self.discarding:
             return self.recorded
         if self.buffer:
@@ -98,6 +97,20 @@ class ValueWriter:
         received = self._verified_digest()
         store.finish_upload(self.recorded.event, size=self.size, received_sha256=received)
         return self.recorded
+
+    async def afinish(self) -> Recorded:
+        """``finish`` from an event loop: an inline value through ``store.arecord``, the end of
+        a blob in a thread."""
+        if self.recorded is not None:
+            return await database_sync_to_async(self.finish)()
+        value, received = self._inline_value()
+        return await store.arecord(self.write, value=value, sha256=received)
+
+    def _inline_value(self) -> tuple[bytes, str]:
+        """The whole value, not started as a blob, and its checked digest (no database)."""
+        if self.size == 0:
+            raise EmptyValue()
+        return bytes(self.buffer), self._verified_digest()
 
     def _verified_digest(self) -> str:
         """SHA-256 of the received bytes, checked against the client's X-Spread-Sha256 if given."""
@@ -135,7 +148,8 @@ async def awrite_value(write: WriteRequest, pieces: AsyncIterable[bytes], **kwar
         async for piece in pieces:
             for chunk in writer.take(piece):
                 await store_step(chunk)
-        return await database_sync_to_async(writer.finish)()
+        return await writer.afinish()
     except BaseException as exc:
-        await database_sync_to_async(writer.abort)(f"{type(exc).__name__}: {exc}")
+        if writer.started:  # else there is nothing to abort
+            await database_sync_to_async(writer.abort)(f"{type(exc).__name__}: {exc}")
         raise

@@ -47,6 +47,7 @@ from .access import ANONYMOUS, Principal, check_read, check_write
 from .asgi import request_body
 from .authentication import AUTHORIZATION_QUERY_PARAM, SpreadJWTAuthentication, is_stateless
 from .errors import describe
+from .middleware import DJANGO_DEFAULT_MIDDLEWARE
 from .protection import protection_headers
 from .views import RawTopicView
 
@@ -56,17 +57,7 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 WRITE_METHODS = frozenset({"POST", "DELETE"})
 AS_OF_PARAMETERS = frozenset({"at", "at_date"})
 #: Middleware whose effect on a raw-API answer the lean path reproduces (or that has none).
-KNOWN_MIDDLEWARE = frozenset(
-    {
-        "django.middleware.security.SecurityMiddleware",
-        "django.contrib.sessions.middleware.SessionMiddleware",
-        "django.middleware.common.CommonMiddleware",
-        "django.middleware.csrf.CsrfViewMiddleware",
-        "django.contrib.auth.middleware.AuthenticationMiddleware",
-        "django.contrib.messages.middleware.MessageMiddleware",
-        "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    }
-)
+KNOWN_MIDDLEWARE = frozenset(DJANGO_DEFAULT_MIDDLEWARE)
 JSON_CONTENT_TYPE = "application/json"
 LOCAL_DEBUG_HOSTS = [".localhost", "127.0.0.1", "[::1]"]
 

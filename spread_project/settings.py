@@ -22,6 +22,8 @@ from typing import Any
 
 import dj_database_url
 
+from spread_api.middleware import DJANGO_DEFAULT_MIDDLEWARE
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 SECRET_KEY_FILE = BASE_DIR / ".secret_key"
 
@@ -55,15 +57,7 @@ INSTALLED_APPS = [
     "spread_history",
 ]
 
-MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-]
+MIDDLEWARE = list(DJANGO_DEFAULT_MIDDLEWARE)
 
 ROOT_URLCONF = "spread_project.urls"
 TEMPLATES = [

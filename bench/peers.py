@@ -27,6 +27,11 @@ Redis (redis-py asyncio), NATS KV (nats-py) and etcd gRPC (grpcio) keep their na
 under the same harness. ``--http-client httpx`` (or ``lean httpx``, both in one run) keeps the
 older httpx series, on asyncio's own loop as before.
 
+Spread's speed settings are measured on and off in the same run: ``spread-<database>-off`` runs
+the node with every one of them off (``LEAN_PATH``, ``CACHE_MAX_BYTES``, ``GROUP_COMMIT_SET_BASED``,
+``GC_FREEZE``, through ``SPREAD_OPTIONS``), and ``-no-lean``, ``-no-cache`` and ``-per-write`` turn
+one off alone (``SPREAD_VARIANTS``).
+
 Every figure comes from the same run: compare ratios, not absolute numbers. Each line says the
 durability the system ran with.
 """
@@ -70,6 +75,19 @@ SERIES_LOOP = {LEAN: UVLOOP, HTTPX: ASYNCIO}
 #: Ratio field -> the system whose rate at the same method and concurrency is the reference.
 REFERENCES = {"ratio_to_etcd": "etcd", "ratio_to_etcd_grpc": "etcd-grpc", "ratio_to_raw_asgi": "raw-asgi"}
 SERVER_CPU_SCOPE = "the server process and its live descendants"
+#: Spread's speed settings, each on by default: a variant ``spread-<database>-<variant>`` runs the
+#: node with ``SPREAD_OPTIONS`` set to its options, so one run measures each on and off.
+SPREAD_VARIANTS: dict[str, dict[str, Any]] = {
+    "off": {
+        "LEAN_PATH": False,
+        "CACHE_MAX_BYTES": 0,
+        "GROUP_COMMIT_SET_BASED": False,
+        "GC_FREEZE": False,
+    },
+    "no-lean": {"LEAN_PATH": False},
+    "no-cache": {"CACHE_MAX_BYTES": 0},
+    "per-write": {"GROUP_COMMIT_SET_BASED": False},
+}
 
 
 def wait_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -248,11 +266,13 @@ class Spread(System):
     binary = ""
     speaks_http = True
 
-    def __init__(self, workdir: Path, database: str, server: str = "uvicorn") -> None:
+    def __init__(self, workdir: Path, database: str, server: str = "uvicorn", variant: str = "") -> None:
         super().__init__(workdir)
         self.database = database
         self.server = server
-        self.name = f"spread-{database}" if server == "uvicorn" else f"spread-{database}-{server}"
+        self.options = SPREAD_VARIANTS[variant] if variant else {}
+        suffix = "".join(f"-{part}" for part in (server if server != "uvicorn" else "", variant) if part)
+        self.name = f"spread-{database}{suffix}"
         self.durability = (
             "SQLite WAL, synchronous=FULL (fsync per commit)"
             if database == "sqlite"
@@ -274,7 +294,12 @@ class Spread(System):
                 connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                 connection.execute(f'CREATE DATABASE "{name}"')
             url = f"{server}/{name}"
-        env = {"DATABASE_URL": url, "SECRET_KEY": BENCH_SECRET, "SPREAD_NODE_NAME": "bench"}
+        env = {
+            "DATABASE_URL": url,
+            "SECRET_KEY": BENCH_SECRET,
+            "SPREAD_NODE_NAME": "bench",
+            "SPREAD_OPTIONS": json.dumps(self.options),
+        }
         self.node = LiveNode(REPO / "manage.py", env, log_path=self.workdir / f"{self.name}.log")
         self.port = self.node.port
         if self.server == "uvicorn":  # spread_node: uvicorn, as the node runs in production
@@ -367,6 +392,13 @@ def systems(workdir: Path, names: list[str]) -> list[System]:
         "spread-sqlite": lambda: Spread(workdir, "sqlite"),
         "spread-postgres": lambda: Spread(workdir, "postgres"),
         "spread-sqlite-daphne": lambda: Spread(workdir, "sqlite", server="daphne"),
+        **{
+            f"spread-{database}-{variant}": (
+                lambda database=database, variant=variant: Spread(workdir, database, variant=variant)
+            )
+            for database in ("sqlite", "postgres")
+            for variant in SPREAD_VARIANTS
+        },
         "etcd": lambda: Etcd(workdir),
         "etcd-grpc": lambda: EtcdGrpc(workdir),
         "redis": lambda: Redis(workdir),
@@ -441,8 +473,17 @@ SYSTEMS = [
     "redis",
     "nats",
     "spread-sqlite",
+    "spread-sqlite-off",
     "spread-postgres",
+    "spread-postgres-off",
     "spread-sqlite-daphne",
+]
+#: Every system that can be named: the default ones and each setting off alone.
+CHOICES = SYSTEMS + [
+    f"spread-{database}-{variant}"
+    for database in ("sqlite", "postgres")
+    for variant in SPREAD_VARIANTS
+    if f"spread-{database}-{variant}" not in SYSTEMS
 ]
 
 
@@ -454,7 +495,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="peer_systems",
         nargs="+",
         default=SYSTEMS,
-        choices=SYSTEMS,
+        choices=CHOICES,
     )
     add_shared_option(group, "--count", type=int, default=1000, help="operations per measurement")
     add_shared_option(group, "--concurrency", type=int, nargs="+", default=[1, 32])

@@ -5,8 +5,9 @@ gives applied to each write in turn, with a handful of statements for the whole 
 Statements per batch: one query for the event ids already stored; one for the topics written to,
 with the date, origin and flags of their current event; for new topics, one query for their
 missing ancestors and one insert per depth (``tree.new_nodes``); then one insert each for the
-events, their log entries and the first chunks of blobs, and one update of the topics whose
-current value changed. The counter row is written once, by ``iteration.shared_counter``.
+events, their log entries and the first chunks of blobs, and one UPDATE run for each topic whose
+current value changed. The counter row is written once, by ``iteration.shared_counter``. The
+reads and the update are plain SQL (``statements``): the ORM's Python cost more than the database.
 
 Between the reads and the writes, each write is decided in queue order by ``merge.decide``
 against its topic's current event as the writes before it left it: a second write to a topic
@@ -20,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from . import iteration, tree
+from . import iteration, statements, tree
 from .clock import now_us
 from .exceptions import InvalidPath, TopicExists
 from .merge import EventKey, Outcome, decide
@@ -32,10 +33,6 @@ if TYPE_CHECKING:
 #: A write's answer: the stored (or already stored) event and what storing it did, or the error
 #: it fails with.
 Answer = tuple[Event, Outcome] | Exception
-
-#: What the topic query reads: every topic field, and of the current event what deciding needs.
-TOPIC_FIELDS = ("path", "path_hash", "depth", "name", "parent", "changed")
-CURRENT_FIELDS = ("current__date", "current__origin", "current__deleted", "current__aborted")
 
 
 class PendingWrite(Protocol):
@@ -68,8 +65,7 @@ class _Batch:
         self.moved: dict[str, Topic] = {}  # topics whose current event changed, by path
 
     def record(self) -> list[Answer]:
-        live = Event.objects.select_related("topic").filter(aborted=False)
-        self.stored = {event.event_id: event for event in in_batches(live, "event_id", set(self.event_ids))}
+        self.stored = _stored(set(self.event_ids))
         self.topics = _topics(
             {
                 write.request.path.canonical
@@ -79,13 +75,13 @@ class _Batch:
         )
         self.counter = iteration.lock_counter()
         answers = [self._decide(write, eid) for write, eid in zip(self.writes, self.event_ids, strict=True)]
-        Event.objects.bulk_create(self.events)
-        Change.objects.bulk_create(
-            Change(iteration=event.iteration, event=event, kind=Change.WRITE) for event in self.events
+        statements.insert_rows(self.events)
+        statements.insert_rows(
+            [Change(iteration=event.iteration, event=event, kind=Change.WRITE) for event in self.events]
         )
-        BlobChunk.objects.bulk_create(self.chunks)
+        statements.insert_rows(self.chunks)
         if self.moved:
-            Topic.objects.bulk_update(self.moved.values(), ["current", "changed"])
+            statements.move_current(self.moved.values())
         return answers
 
     def _decide(self, write: PendingWrite, eid: str) -> Answer:
@@ -150,10 +146,20 @@ def new_event(
     return event, outcome
 
 
+def _stored(event_ids: set[str]) -> dict[str, Event]:
+    """The live events among ``event_ids``, by id, with their topics: their ids in one plain
+    query (new almost always), the few found through the ORM."""
+    found = statements.live_event_ids(event_ids)
+    if not found:
+        return {}
+    live = Event.objects.select_related("topic").filter(aborted=False)
+    return {event.event_id: event for event in in_batches(live, "event_id", found)}
+
+
 def _topics(paths: set[str]) -> dict[str, Topic]:
     """The topic rows of ``paths`` by path, the missing ones created with their ancestors."""
-    rows = Topic.objects.select_related("current").only(*TOPIC_FIELDS, *CURRENT_FIELDS)
-    topics = {topic.path: topic for topic in in_batches(rows, "path_hash", [path_hash(p) for p in paths])}
+    found = statements.topics_with_current([path_hash(path) for path in paths])
+    topics = {topic.path: topic for topic in found}
     missing = paths - topics.keys()
     if missing:
         topics.update(tree.new_nodes(missing, topics))

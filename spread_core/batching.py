@@ -24,10 +24,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 
 from .conf import spread_settings
 from .iteration import shared_counter, write_transaction
+from .threads import keep_connections
 
 T = TypeVar("T")
 #: Stores a run of writes at once; returns, per write and in order, its result or the exception
@@ -129,7 +130,7 @@ class WriteBatcher:
         before its first write (the database is unreachable, or locked past its busy timeout)
         fails all its callers at once: run alone, each write would only wait for the same error
         again, one after the other."""
-        close_old_connections()  # a connection the database dropped is replaced, like per request
+        keep_connections()  # kept from batch to batch; one the database dropped is replaced
         writing = False
         try:
             with write_transaction(), shared_counter():

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.db import transaction
 
+from . import statements
 from .models import ITERATION_COUNTER, Change, Counter, Event
 
 _sqlite_writers = threading.Lock()
@@ -77,7 +78,9 @@ def lock_counter() -> Counter:
         return shared
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("lock_counter() must run inside transaction.atomic().")
-    counter, _ = Counter.objects.select_for_update().get_or_create(pk=ITERATION_COUNTER)
+    counter = statements.lock_counter(ITERATION_COUNTER)
+    if counter is None:  # a new database: the first write creates the row
+        counter, _ = Counter.objects.select_for_update().get_or_create(pk=ITERATION_COUNTER)
     return counter
 
 
@@ -86,7 +89,7 @@ def take_next(counter: Counter) -> int:
     ``shared_counter`` the row is written once, when the block ends)."""
     counter.value += 1
     if counter is not getattr(_shared, "counter", None):
-        counter.save(update_fields=["value"])
+        statements.store_counter(counter)
     return counter.value
 
 
@@ -100,7 +103,7 @@ def shared_counter() -> Iterator[None]:
         yield
     finally:
         _shared.counter = None
-    counter.save(update_fields=["value"])
+    statements.store_counter(counter)
 
 
 def log(counter: Counter, event: Event, kind: str) -> int:

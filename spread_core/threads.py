@@ -73,9 +73,15 @@ def _kept(function: Callable[..., T], args: tuple[Any, ...]) -> T:
     try:
         return function(*args)
     finally:
-        for connection in connections.all(initialized_only=True):
-            connection.close_at = None  # no maximum age here: only an error ends it
-            connection.close_if_unusable_or_obsolete()
+        keep_connections()
+
+
+def keep_connections() -> None:
+    """Keep this thread's database connections for its next call, whatever ``CONN_MAX_AGE`` says:
+    only one that an error made unusable is closed (and replaced on next use)."""
+    for connection in connections.all(initialized_only=True):
+        connection.close_at = None  # no maximum age here: only an error ends it
+        connection.close_if_unusable_or_obsolete()
 
 
 kept_threads = KeptConnectionThreads()

@@ -8,7 +8,8 @@ from collections.abc import Collection, Mapping
 
 from django.db import connection
 
-from .models import Topic, in_batches, path_hash
+from . import statements
+from .models import Topic, path_hash
 from .paths import SEPARATOR
 
 
@@ -58,7 +59,7 @@ def new_nodes(canonicals: Collection[str], known: Mapping[str, Topic]) -> dict[s
             parent = _split(parent)[0]
     ancestors -= wanted
     rows = dict(known)
-    found = in_batches(Topic.objects.all(), "path_hash", [path_hash(path) for path in ancestors])
+    found = statements.topics_with_current([path_hash(path) for path in ancestors])
     rows.update((topic.path, topic) for topic in found)
     missing = sorted(wanted | (ancestors - rows.keys()), key=lambda path: (_depth(path), path))
     for _, level in itertools.groupby(missing, key=_depth):

@@ -11,8 +11,9 @@ class SpreadCoreConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
-        from .event_log import log_event
-        from .signals import event_accepted
+        from django.test.signals import setting_changed
 
-        event_accepted.connect(log_event, dispatch_uid="spread-event-log")
+        from . import checks, event_log  # noqa: F401  (checks registers the system checks)
+
+        event_log.connect()
+        setting_changed.connect(event_log.reconnect_on_change)

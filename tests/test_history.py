@@ -297,6 +297,26 @@ def test_the_event_log_hook_sends_every_accepted_event_to_logging_or_a_callable(
     assert api.get("log/c").value == b"still stored"  # type: ignore[union-attr]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_event_log_hook_is_connected_only_while_configured_so_async_writes_skip_the_thread_hop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import asyncio
+
+    from django.test import override_settings
+
+    from spread_core.signals import event_accepted
+
+    assert not event_accepted.has_listeners(Event)  # no hook: Signal.asend calls nothing sync
+    with override_settings(SPREAD={"EVENT_LOG": "logging"}), caplog.at_level("INFO", logger="spread.events"):
+        assert event_accepted.has_listeners(Event)
+        asyncio.run(api.apost("log/async", b"from the loop"))
+    assert [json.loads(r.getMessage())["path"] for r in caplog.records if r.name == "spread.events"] == [
+        "log/async"
+    ]
+    assert not event_accepted.has_listeners(Event)
+
+
 def test_the_retention_page_counts_expired_events_and_prunes_on_confirmation() -> None:
     from django.test import override_settings
 

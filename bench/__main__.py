@@ -6,6 +6,8 @@ Default suites (``make bench``), about 10 minutes on 2 cores:
 
 - ``peers_small``: 100-byte writes and reads at concurrency 1 and 32 on Spread (uvicorn on SQLite
   and PostgreSQL, daphne on SQLite), etcd (HTTP gateway), Redis and NATS JetStream KV;
+- ``local_reads``: in-process ``api.get`` of a cached value (and with the cache off) against a
+  redis-py GET over loopback, in one process;
 - ``peers_fanout``: one publisher, 100 then 1,000 subscribers: Spread websockets, etcd watch,
   Redis pub/sub, NATS;
 - ``peers_catchup``: a new subscriber after 20,000 topics exist: Spread, NATS KV watch, etcd;
@@ -40,6 +42,7 @@ if str(REPO) not in sys.path:
 from bench import (  # noqa: E402
     fanout,
     large_values,
+    local_reads,
     memory,
     peers,
     peers_realtime,
@@ -59,10 +62,19 @@ RUNNERS: dict[str, Runner] = {
     "replication": replication.run,
     "memory": memory.run,
     "small_values": small_values.run,
+    "local_reads": local_reads.run,
     "fanout": lambda args: fanout.run_suites(["fanout"], args),
     "catchup": lambda args: fanout.run_suites(["catchup"], args),
 }
-DEFAULT_SUITES = ["peers_small", "peers_fanout", "peers_catchup", "large_values", "replication", "memory"]
+DEFAULT_SUITES = [
+    "peers_small",
+    "local_reads",
+    "peers_fanout",
+    "peers_catchup",
+    "large_values",
+    "replication",
+    "memory",
+]
 Plot = Callable[[list[dict[str, Any]], Path], list[Path]]
 #: Which suites' records each chart function draws.
 PLOTS: list[tuple[set[str], Plot]] = [
@@ -116,6 +128,12 @@ def key_figures(record: dict[str, Any]) -> tuple[str, str, str] | None:
         if "ttfb_fraction" in record:
             figures += f", first byte at {record['ttfb_fraction']:.1%} of the upload"
         return system, f"{record['megabytes']} MB {record.get('measurement', '')}", figures
+    if suite == "local_reads":
+        return (
+            f"{record['series']} ({record['database']})",
+            "in-process read",
+            f"{_figure(record['per_second'])}/s, {record['ratio_to_redis_get']}x a Redis GET",
+        )
     if suite == "memory" and record.get("measurement") == "idle_subscribers":
         figures = f"{record['rss_mib']} MiB ({record['synced']} synced)"
         if "ratio_rss_to_raw_ws" in record:
@@ -151,7 +169,16 @@ def main() -> None:
     )
     parser.add_argument("--plot-dir", default=str(REPO / "docs" / "bench"), help="where the charts go")
     parser.add_argument("--no-plot", action="store_true", help="do not draw the charts")
-    for module in (peers, peers_realtime, large_values, replication, memory, small_values, fanout):
+    for module in (
+        peers,
+        local_reads,
+        peers_realtime,
+        large_values,
+        replication,
+        memory,
+        small_values,
+        fanout,
+    ):
         module.add_arguments(parser)
     add_common_options(parser)
     args = parser.parse_args()

@@ -29,7 +29,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from .conf import spread_settings
 from .models import ITERATION_COUNTER, Counter, Topic
@@ -127,10 +127,11 @@ class ValueCache:
     # -- validation -------------------------------------------------------------------------
 
     def _probe(self) -> _SqliteProbe | None:
-        database: Any = connection  # SQLite's wrapper (is_in_memory_db is not on the base class)
+        # SQLite's wrapper (is_in_memory_db is not on the base class), looked up once
+        database: Any = connections[DEFAULT_DB_ALIAS]
         if database.vendor != "sqlite" or database.is_in_memory_db():
             return None  # an in-memory database is private to its Django connection
-        path = str(connection.settings_dict["NAME"])
+        path = str(database.settings_dict["NAME"])
         probe: _SqliteProbe | None = getattr(self._probes, "probe", None)
         if probe is None or probe.path != path:
             probe = _SqliteProbe(path)

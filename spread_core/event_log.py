@@ -16,9 +16,9 @@ from typing import Any
 from django.utils.module_loading import import_string
 
 from .conf import spread_settings
-from .signals import event_accepted
 from .merge import Outcome
 from .models import Event
+from .signals import event_accepted
 
 LOGGING = "logging"
 DISPATCH_UID = "spread-event-log"

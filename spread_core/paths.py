@@ -12,6 +12,7 @@ import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from urllib.parse import quote
 
 from .exceptions import InvalidPath
@@ -98,8 +99,8 @@ class TopicPath:
                 raise InvalidPath("Path segments must be valid UTF-8.") from exc
         return cls(tuple(segments))
 
-    @property
-    def canonical(self) -> str:
+    @cached_property
+    def canonical(self) -> str:  # computed once per path: every lookup of a read uses it
         return SEPARATOR.join(quote(segment, safe="") for segment in self.segments)
 
     @property

@@ -1,5 +1,6 @@
-"""Smoke tests of the large-values and memory benchmark suites (no timing is asserted): tiny sizes,
-real servers on loopback; every record is parsed, every check holds, every server is stopped."""
+"""Smoke tests of the large-values, local-reads and memory benchmark suites (no timing is
+asserted): tiny sizes, real servers on loopback; every record is parsed, every check holds, every
+server is stopped."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bench import large_values, memory
+from bench import large_values, local_reads, memory
 from tests.services import service_missing
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -107,3 +108,19 @@ def test_memory_counts_idle_subscribers_and_their_rss_and_every_server_stops(
     assert closed[memory.SPREAD]["closed_with_handshake"] == SUBSCRIBERS
     assert all(r["rss_after_close_mib"] > 0 and r["server_log"] == {} for r in closed.values())
     no_server_left()
+
+
+def test_local_reads_compares_cached_and_uncached_api_get_with_a_redis_get(tmp_path: Path) -> None:
+    if not large_values.postgres_answers():
+        service_missing("PostgreSQL does not answer")
+    args = parse(local_reads, ["--local-reads", "200", "--results-dir", str(tmp_path)])
+
+    records = local_reads.run(args)
+
+    assert saved(tmp_path / "local_reads.jsonl") == records
+    series = {(r["database"], r["series"]) for r in records}
+    assert {database for database, _ in series} == {"sqlite", "postgres"}
+    assert len(series) == 6 and all(r["reads"] == 200 for r in records)
+    assert all(
+        r["per_second"] > 0 and r["cpu_us_per_op"] > 0 and r["ratio_to_redis_get"] > 0 for r in records
+    )

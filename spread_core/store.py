@@ -120,6 +120,35 @@ def record(write: WriteRequest, *, value: bytes | None, is_blob: bool = False, s
     return recorded
 
 
+def record_together(writes: Sequence[tuple[WriteRequest, bytes | None]]) -> list[Recorded]:
+    """Store inline writes (a value, or None for a tombstone) inside the caller's write
+    transaction, set-based as a group commit stores its batch (``batch_record``), in order, with
+    the answers ``record`` would give one after the other. An error of one write is raised (the
+    caller's transaction then rolls back). Once the caller's transaction commits, the cache is
+    told and ``event_accepted`` sent for each stored write, and their subscribers are rung with
+    one doorbell per prefix (``fanout.announce_all``); no propagation report."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("record_together() must run inside the caller's write transaction.")
+    with iteration.shared_counter():
+        answers = QueuedWrite.together([QueuedWrite(write, value, False, "") for write, value in writes])
+    recorded = []
+    for answer in answers:
+        if isinstance(answer, Exception):
+            raise answer
+        recorded.append(answer)
+    stored = [r for r in recorded if r.outcome is not Outcome.EXISTING]
+    if stored:
+        transaction.on_commit(lambda: _announce_all(stored))
+    return recorded
+
+
+def _announce_all(stored: list[Recorded]) -> None:
+    for recorded in stored:
+        _note_in_cache(recorded)
+        event_accepted.send(sender=Event, event=recorded.event, outcome=recorded.outcome)
+    fanout.announce_all([(r.event.topic.path, r.event.iteration) for r in stored])
+
+
 async def arecord(
     write: WriteRequest, *, value: bytes | None, is_blob: bool = False, sha256: str = ""
 ) -> Recorded:

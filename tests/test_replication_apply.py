@@ -89,3 +89,41 @@ def test_the_log_leaves_out_the_asking_peer_own_events_and_reports_the_head() ->
     assert log.read_log(["a"], upto, exclude_source=PEER)[:2] == ([], 3)  # nothing newer: the head
     everything, _, _ = log.read_log([""], 0, exclude_source="nobody")
     assert [e["path"] for e in everything] == ["a/local", "a/remote", "b/other"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_of_inline_entries_is_stored_set_based_then_rung_once_per_prefix_and_seen_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from spread_core import fanout
+    from spread_core.clock import now_us
+
+    api.post("a/x", b"local")
+    assert api.get("a/x").value == b"local"  # type: ignore[union-attr]  # now in the value cache
+    seen: list[tuple[str, str | None]] = []
+    subscription = api.subscribe("a", lambda event: seen.append((event["path"], event.get("value"))))
+    rung: list[dict[str, int]] = []
+    ring_layer = fanout._ring_layer
+
+    async def counting_ring(newest: dict[str, int]) -> dict[str, int]:
+        rung.append(dict(newest))
+        return await ring_layer(newest)
+
+    monkeypatch.setattr(fanout, "_ring_layer", counting_ring)
+    seen.clear()
+    later = now_us() + 1_000_000  # newer than the local write
+    batch = [
+        entry("a/x", b"remote", date=later),
+        entry("a/y", b"two"),
+        entry("a/x", b"newer", date=later + 1),
+        entry("a/z", None),
+    ]
+    apply.apply_entries(KEY, PEER, ["a"], batch, upto=4)
+    subscription.close()
+
+    # read after the one commit: each topic once, at its newest event, in iteration order
+    assert [path for path, _ in seen] == ["a/y", "a/x", "a/z"]
+    assert api.get("a/x").value == b"newer"  # type: ignore[union-attr]  # the cache was told
+    head = current_iteration()
+    assert rung == [{"": head, "a": head, "a/x": head - 1, "a/y": head - 2, "a/z": head}]
+    assert Event.objects.filter(source=PEER).count() == 4

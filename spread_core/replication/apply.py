@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 from typing import Any
 
 from django.db.models import Max
@@ -63,6 +64,22 @@ def _value(entry: dict[str, Any]) -> bytes | None:
         raise InvalidFrame("value_b64 is not valid base64.") from exc
 
 
+def _write(entry: dict[str, Any], path: TopicPath, source: str) -> WriteRequest:
+    return WriteRequest(
+        path=path,
+        origin=entry["from"],
+        date=entry["date"],
+        content_type=entry["content_type"],
+        deleted=entry["deleted"],
+        source=source,
+    )
+
+
+def _inline_write(entry: dict[str, Any]) -> bool:
+    """A write of an inline value or a tombstone: stored set-based with its neighbours."""
+    return entry["kind"] == Change.WRITE and not entry["is_blob"]
+
+
 def store_entry(entry: dict[str, Any], path: TopicPath, source: str) -> Event | None:
     """Store one entry; return the event when it is a new upload whose bytes must follow."""
     if entry["kind"] == Change.ABORT:
@@ -72,14 +89,7 @@ def store_entry(entry: dict[str, Any], path: TopicPath, source: str) -> Event | 
         return None
     if entry["kind"] == Change.COMPLETE or (entry["is_blob"] and entry["aborted"]):
         return None  # the bytes and their end travel on their own; an aborted upload has none
-    write = WriteRequest(
-        path=path,
-        origin=entry["from"],
-        date=entry["date"],
-        content_type=entry["content_type"],
-        deleted=entry["deleted"],
-        source=source,
-    )
+    write = _write(entry, path, source)
     if entry["is_blob"]:
         recorded = store.record(write, value=None, is_blob=True)
         return recorded.event if recorded.outcome is not Outcome.EXISTING else None
@@ -94,10 +104,14 @@ def apply_entries(key: str, source: str, allowed: list[str], entries: list[Any],
     checked = [check_entry(entry, allowed) for entry in entries]  # all or nothing
     uploads: list[Event] = []
     with iteration.write_transaction():
-        for entry, path in checked:
-            upload = store_entry(entry, path, source)
-            if upload is not None:
-                uploads.append(upload)
+        for inline, run in itertools.groupby(checked, key=lambda checked: _inline_write(checked[0])):
+            if inline:  # consecutive inline writes: set-based, in order, one doorbell per prefix
+                store.record_together([(_write(e, path, source), _value(e)) for e, path in run])
+                continue
+            for entry, path in run:
+                upload = store_entry(entry, path, source)
+                if upload is not None:
+                    uploads.append(upload)
         ReplicaCursor.objects.update_or_create(key=key, defaults={"cursor": upto})
     return uploads
 

@@ -53,8 +53,13 @@ def log_event(sender: Any, event: Event, outcome: Outcome, **kwargs: Any) -> Non
 
 def connect() -> None:
     """Connect ``log_event`` to ``event_accepted`` if ``SPREAD["EVENT_LOG"]`` names a hook, else
-    disconnect it."""
-    if spread_settings.EVENT_LOG:
+    disconnect it. ``SPREAD`` with an unknown key is left alone here: the system check reports it
+    (E001) and every read of a setting raises until it is fixed."""
+    try:
+        hook = spread_settings.EVENT_LOG
+    except AttributeError:
+        return
+    if hook:
         event_accepted.connect(log_event, dispatch_uid=DISPATCH_UID)
     else:
         event_accepted.disconnect(dispatch_uid=DISPATCH_UID)

@@ -1,6 +1,6 @@
 """``python -m bench.soak --seconds 300``: a bounded soak of one node under mixed load.
 
-For ``--seconds`` (default 300; CI's test runs 60), all at once against one node:
+For ``--seconds`` (default 300; CI's test runs 120), all at once against one node:
 - writers POST (and sometimes DELETE) 100-byte values to ``--topics`` topics spread over
   ``--groups`` subtrees ``soak/g<k>/``, ``--write-rate`` per second in all;
 - readers GET them;

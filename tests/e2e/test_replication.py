@@ -135,6 +135,13 @@ async def write_many(node: LiveNode, prefix: str, count: int) -> None:
         await asyncio.gather(*(worker() for _ in range(RESYNC_CONCURRENCY)))
 
 
+def node_state(node: LiveNode) -> str:
+    """Whether ``node`` still runs, and the end of its log (for a failure message)."""
+    exit_code = node.process.poll() if node.process is not None else "not started"
+    log = node.log_path.read_text(errors="replace")[-3000:] if node.log_path else ""
+    return f"exit code {exit_code}; its log ends:\n{log}"
+
+
 def test_a_killed_node_resyncs_from_its_cursor_and_writes_on_both_sides_merge(
     make_node: Callable[..., LiveNode],
 ) -> None:
@@ -149,7 +156,10 @@ def test_a_killed_node_resyncs_from_its_cursor_and_writes_on_both_sides_merge(
     assert cursor_before > 0
 
     b.kill()
-    asyncio.run(write_many(a, p, RESYNC_EVENTS))
+    try:
+        asyncio.run(write_many(a, p, RESYNC_EVENTS))
+    except httpx.TransportError as exc:  # seen twice in CI (2026-12-02): say what A was doing
+        raise AssertionError(f"A dropped a connection: {exc!r}; {node_state(a)}") from exc
     b.start()
     on_b = write(b, f"{p}/written-on-b", "while catching up")
     # A crash in the middle of the catch-up: batches are applied atomically with the cursor, so

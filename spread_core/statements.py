@@ -10,6 +10,7 @@ code that decides the writes (``batch_record``) does not change.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Sequence
+from functools import cache
 from typing import Any
 
 from django.db import connection
@@ -18,10 +19,11 @@ from django.db.models import Model
 from .models import IN_BATCH, Counter, Event, Topic
 
 #: What deciding a write needs of its topic's current event (attribute names).
-CURRENT_NEEDS = {"iteration", "date", "origin", "deleted", "aborted"}
+CURRENT_NEEDS = frozenset({"iteration", "date", "origin", "deleted", "aborted"})
 
 
-def _attnames(model: type[Model], wanted: Collection[str] | None = None) -> tuple[str, ...]:
+@cache  # once per model: ``_topic`` asks for every row
+def _attnames(model: type[Model], wanted: frozenset[str] | None = None) -> tuple[str, ...]:
     """Attribute names of ``model``'s columns (those in ``wanted``), in the model's field order:
     the order ``Model.from_db`` takes values in."""
     return tuple(f.attname for f in model._meta.concrete_fields if wanted is None or f.attname in wanted)

@@ -144,8 +144,7 @@ def record_together(writes: Sequence[tuple[WriteRequest, bytes | None]]) -> list
 
 def _announce_all(stored: list[Recorded]) -> None:
     for recorded in stored:
-        _note_in_cache(recorded)
-        event_accepted.send(sender=Event, event=recorded.event, outcome=recorded.outcome)
+        _accepted(recorded)
     fanout.announce_all([(r.event.topic.path, r.event.iteration) for r in stored])
 
 
@@ -220,8 +219,7 @@ def _announce(recorded: Recorded) -> None:
     answer: the ``event_accepted`` signal, and its subscribers rung. ``_aannounce`` is the same
     from an event loop; every write goes through exactly one of them."""
     event = recorded.event
-    _note_in_cache(recorded)
-    event_accepted.send(sender=Event, event=event, outcome=recorded.outcome)
+    _accepted(recorded)
     propagation = fanout.announce(event.topic.path, event.iteration)
     recorded.propagation = _delivered(recorded, propagation)
 
@@ -233,6 +231,13 @@ async def _aannounce(recorded: Recorded) -> None:
     await event_accepted.asend(sender=Event, event=event, outcome=recorded.outcome)
     propagation = await fanout.aannounce(event.topic.path, event.iteration)
     recorded.propagation = _delivered(recorded, propagation)
+
+
+def _accepted(recorded: Recorded) -> None:
+    """What every committed write does in sync code before it is announced: the cache is told,
+    then the ``event_accepted`` signal."""
+    _note_in_cache(recorded)
+    event_accepted.send(sender=Event, event=recorded.event, outcome=recorded.outcome)
 
 
 def _delivered(recorded: Recorded, propagation: list[PropagationEntry]) -> list[PropagationEntry] | None:

@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.large_values import POSTGRES, SQLITE, new_database, postgres_answers  # noqa: E402
 from bench.options import add_common_options, add_shared_option, emitter  # noqa: E402
 
 SUITE = "local_reads"
@@ -96,12 +97,10 @@ def _ratio(figures: dict[str, float], baseline: dict[str, float]) -> float:
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     emit = emitter(Path(args.results_dir), SUITE)
     records: list[dict[str, Any]] = []
+    databases = [SQLITE] + ([POSTGRES] if postgres_answers() else [])
     with tempfile.TemporaryDirectory() as tmp:
-        databases = {"sqlite": f"sqlite:///{Path(tmp) / 'local.sqlite3'}"}
-        postgres = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
-        if _postgres_answers(postgres):
-            databases["postgres"] = _fresh_postgres(postgres)
-        for database, url in databases.items():
+        for database in databases:
+            url, drop = new_database(database, Path(tmp), "local")
             env = {
                 **os.environ,
                 "DATABASE_URL": url,
@@ -109,32 +108,15 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "DJANGO_SETTINGS_MODULE": "spread_project.settings",
             }
             command = [sys.executable, "-m", "bench.local_reads", "--here", str(args.local_reads)]
-            out = subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True, text=True)
+            try:
+                out = subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True, text=True)
+            finally:
+                drop()
             for line in out.stdout.splitlines():
                 record = {"suite": SUITE, "database": database, "reads": args.local_reads, **json.loads(line)}
                 emit(record)
                 records.append(record)
     return records
-
-
-def _postgres_answers(server: str) -> bool:
-    try:
-        import psycopg
-
-        with psycopg.connect(server + "/postgres", connect_timeout=3):
-            return True
-    except Exception:
-        return False
-
-
-def _fresh_postgres(server: str) -> str:
-    import psycopg
-
-    name = f"spread_bench_local_{os.getpid()}"
-    with psycopg.connect(server + "/postgres", autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return f"{server}/{name}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,7 +2,8 @@
 in the same run on the same machine (these machines are shared and noisy: compare ratios, not
 absolute figures). ``--suite`` picks suites; ``--help`` lists every suite's options.
 
-Default suites (``make bench``), about 10 minutes on 2 cores:
+Default suites (``make bench``), about 10 minutes on 2 cores before the settings-off variants of
+``peers_small`` and ``local_reads`` were added (a few minutes more; not re-timed):
 
 - ``peers_small``: 100-byte writes and reads at concurrency 1 and 32 on Spread (uvicorn on SQLite
   and PostgreSQL, daphne on SQLite), etcd (HTTP gateway), Redis and NATS JetStream KV;

@@ -8,7 +8,10 @@ seam (``spread_core.api.awrite``), reader and value cache, error
 translation (``spread_api.errors.describe`` rendered by DRF's JSON renderer) and answer headers
 (CORS, the raw-value protection, and what Django's security and clickjacking middleware add,
 from the same settings). On SQLite a cached value is answered on the event loop without any
-thread hop; otherwise one hop to a thread that keeps its database connection.
+thread hop; on PostgreSQL after a validation of the cache shared by the concurrent reads
+(``SPREAD["CACHE_SHARED_VALIDATION"]``); a miss takes one hop to a thread that keeps its database
+connection. Answer headers that depend only on the event and the settings are encoded once per
+cached event.
 
 What it does not handle goes on, untouched, to the full stack (``RawTopicView`` stays the
 definition): other routes and methods, a Host header ``ALLOWED_HOSTS`` does not accept (Django
@@ -36,10 +39,10 @@ from rest_framework.renderers import JSONRenderer
 from spread_core import api, reader
 from spread_core.api import report
 from spread_core.cache import Miss
-from spread_core.conf import spread_settings
+from spread_core.conf import per_settings, spread_settings
 from spread_core.exceptions import ClientDisconnected, TopicNotFound
 from spread_core.models import Event
-from spread_core.paths import TopicPath
+from spread_core.paths import TopicPath, parse_url_path
 from spread_core.threads import kept_threads, request_threads
 
 from . import raw
@@ -62,12 +65,40 @@ JSON_CONTENT_TYPE = "application/json"
 LOCAL_DEBUG_HOSTS = [".localhost", "127.0.0.1", "[::1]"]
 
 
+#: Hosts whose ``ALLOWED_HOSTS`` verdict is remembered (until a setting changes); others are checked
+#: every time, so that requests with made-up Host headers cannot grow the memo.
+MAX_REMEMBERED_HOSTS = 256
+
+EncodedHeaders = list[tuple[bytes, bytes]]
+
+
 class Answer(NamedTuple):
     status: int
-    headers: dict[str, str]
+    headers: EncodedHeaders  # as sent (``encode_headers``), Content-Length included
     body: bytes
 
 
+def encode_headers(headers: dict[str, str], body_length: int) -> EncodedHeaders:
+    """Django's encoding of header values (``ResponseHeaders``: non-Latin-1 values MIME-encoded,
+    newlines refused), with a Content-Length of ``body_length`` unless ``headers`` has one."""
+    encoded = ResponseHeaders(headers)
+    if "Content-Length" not in encoded:
+        encoded["Content-Length"] = str(body_length)
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in encoded.items()]
+
+
+@per_settings
+def _settings_state() -> object:
+    """A token that changes whenever a setting changes (what memoised answer headers depend on)."""
+    return object()
+
+
+@per_settings
+def _cors_and_site_headers() -> dict[str, str]:
+    return {**raw.cors_headers(), **raw.site_headers()}
+
+
+@per_settings
 def lean_path_applies() -> bool:
     """Whether the settings let the lean path answer (see the module docstring)."""
     return (
@@ -80,6 +111,7 @@ def lean_path_applies() -> bool:
     )
 
 
+@per_settings
 def _raw_prefix() -> bytes:
     return reverse("spread-raw-root").encode("ascii")
 
@@ -93,13 +125,33 @@ def _request_headers(scope: dict[str, Any]) -> dict[str, str]:
     return result
 
 
+@per_settings
+def _use_x_forwarded_host() -> bool:
+    return bool(settings.USE_X_FORWARDED_HOST)
+
+
+@per_settings
+def _host_verdicts() -> dict[str, bool]:
+    return {}
+
+
 def _host_allowed(request_headers: dict[str, str]) -> bool:
     """``HttpRequest.get_host``'s check, with the same Django functions and settings."""
     host = request_headers.get("host")
-    if settings.USE_X_FORWARDED_HOST and "x-forwarded-host" in request_headers:
+    if _use_x_forwarded_host() and "x-forwarded-host" in request_headers:
         host = request_headers["x-forwarded-host"]
     if not host:
         return False
+    verdicts = _host_verdicts()
+    verdict = verdicts.get(host)
+    if verdict is None:
+        verdict = _check_host(host)
+        if len(verdicts) < MAX_REMEMBERED_HOSTS:
+            verdicts[host] = verdict
+    return verdict
+
+
+def _check_host(host: str) -> bool:
     allowed = settings.ALLOWED_HOSTS
     if settings.DEBUG and not allowed:
         allowed = LOCAL_DEBUG_HOSTS
@@ -136,7 +188,10 @@ class LeanRawMiddleware:
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
         if scope.get("root_path") or not raw_path.startswith(prefix) or len(raw_path) == len(prefix):
             return None
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+        query_string: bytes = scope.get("query_string", b"")
+        query = (
+            dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)) if query_string else {}
+        )
         method = scope["method"]
         if method in READ_METHODS and AS_OF_PARAMETERS & set(query):
             return None
@@ -144,7 +199,7 @@ class LeanRawMiddleware:
         if not _host_allowed(request_headers):
             return None
         try:
-            path = TopicPath.from_url(raw_path[len(prefix) :])
+            path = parse_url_path(raw_path[len(prefix) :])
             principal = await self.principal(request_headers, query)
             if method in READ_METHODS:
                 await self.check(check_read, principal, path)
@@ -188,7 +243,7 @@ class LeanRawMiddleware:
 
     async def read(self, method: str, path: TopicPath, request_headers: dict[str, str]) -> Answer | None:
         path = path.require_topic()
-        cached = reader.cached_current(path, on_event_loop=True)
+        cached = await reader.acached_current(path)
         event = await kept_threads.run(reader.current_event, path) if isinstance(cached, Miss) else cached
         if event is None:
             if spread_settings.READ_THROUGH:
@@ -198,13 +253,23 @@ class LeanRawMiddleware:
             return self.not_modified(event)
         if event.is_blob:
             return None  # streamed by the view
-        headers = {
-            **raw.value_headers(event),
-            **self.common_headers(),
-            **protection_headers(event.content_type),
-        }
         body = b"" if method == "HEAD" else bytes(event.value or b"")
-        return Answer(status.HTTP_200_OK, headers, body)
+        return Answer(status.HTTP_200_OK, self.value_headers(event), body)
+
+    def value_headers(self, event: Event) -> EncodedHeaders:
+        """The encoded headers of a value answer, kept on the (immutable, often cached) event
+        until a setting changes: they depend on nothing else."""
+        state = _settings_state()
+        kept = event.__dict__.get("_lean_headers")
+        if kept is None or kept[0] is not state:
+            headers = {
+                **raw.value_headers(event),
+                **self.common_headers(),
+                **protection_headers(event.content_type),
+            }
+            kept = (state, encode_headers(headers, event.size))
+            event.__dict__["_lean_headers"] = kept
+        return kept[1]
 
     def not_modified(self, event: Event) -> Answer:
         # As the view's 304 (an HttpResponse with Django's default content type) is protected.
@@ -215,10 +280,10 @@ class LeanRawMiddleware:
             **self.common_headers(),
             **protection_headers(content_type),
         }
-        return Answer(status.HTTP_304_NOT_MODIFIED, headers, b"")
+        return Answer(status.HTTP_304_NOT_MODIFIED, encode_headers(headers, 0), b"")
 
     def common_headers(self) -> dict[str, str]:
-        return {"Allow": self.allow, **raw.cors_headers(), **raw.site_headers()}
+        return {"Allow": self.allow, **_cors_and_site_headers()}
 
     def json(self, status_code: int, data: Any, extra: dict[str, str] | None = None) -> Answer:
         headers = {
@@ -227,7 +292,8 @@ class LeanRawMiddleware:
             **self.common_headers(),
             **protection_headers(None),
         }
-        return Answer(status_code, headers, self.renderer.render(data))
+        body = self.renderer.render(data)
+        return Answer(status_code, encode_headers(headers, len(body)), body)
 
     def error(self, exc: BaseException) -> Answer:
         if isinstance(exc, NotAuthenticated | AuthenticationFailed):
@@ -238,9 +304,5 @@ class LeanRawMiddleware:
 
     @staticmethod
     async def send(send: Any, answer: Answer) -> None:
-        headers = ResponseHeaders(answer.headers)  # Django's encoding of non-Latin-1 values
-        if "Content-Length" not in headers:
-            headers["Content-Length"] = str(len(answer.body))
-        encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
-        await send({"type": "http.response.start", "status": answer.status, "headers": encoded})
+        await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
         await send({"type": "http.response.body", "body": answer.body})

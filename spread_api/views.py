@@ -30,7 +30,7 @@ from spread_core.api import report
 from spread_core.conf import spread_settings
 from spread_core.exceptions import FeatureDisabled, TopicNotFound
 from spread_core.models import Event
-from spread_core.paths import TopicPath, raw_remainder
+from spread_core.paths import TopicPath, parse_url_path, raw_remainder
 from spread_core.replication import read_through
 from spread_core.store import WriteRequest
 
@@ -136,7 +136,7 @@ class TopicView(SpreadAPIView):
     topic_path: TopicPath
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        self.topic_path = TopicPath.from_url(raw_topic(request._request, kwargs.get("topic", "")))
+        self.topic_path = parse_url_path(raw_topic(request._request, kwargs.get("topic", "")))
         super().initial(request, *args, **kwargs)
 
 

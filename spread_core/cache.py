@@ -33,6 +33,8 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from .conf import spread_settings
 from .models import ITERATION_COUNTER, Counter, Topic
+from .shared_runs import SharedRuns
+from .threads import kept_threads
 
 if TYPE_CHECKING:
     from .models import Event
@@ -110,6 +112,7 @@ class ValueCache:
         #: Iterations of this process's commits above ``known``, not yet folded into it.
         self._local: set[int] = set()
         self._probes = threading.local()
+        self._shared_validation = SharedRuns(self._validate_in_thread)
         self.hits = 0
         self.misses = 0
 
@@ -119,35 +122,39 @@ class ValueCache:
     def enabled() -> bool:
         return bool(spread_settings.CACHE_MAX_BYTES)
 
-    def validates_without_django(self) -> bool:
-        """Whether ``validate`` needs no Django database call here (SQLite's probe), so that it
-        may run on an event loop."""
-        return self._probe() is not None
-
     # -- validation -------------------------------------------------------------------------
 
     def _probe(self) -> _SqliteProbe | None:
-        # SQLite's wrapper (is_in_memory_db is not on the base class), looked up once
+        """This thread's SQLite probe, or None where validating needs Django (another database,
+        or an in-memory one, which is private to its Django connection). Decided again only
+        when the database's settings entry or name changes (the test runner renames it)."""
+        config = connections.settings[DEFAULT_DB_ALIAS]  # no connection lookup per read
+        key = (id(config), config["NAME"])
+        if getattr(self._probes, "key", None) == key:
+            probe: _SqliteProbe | None = self._probes.probe
+            return probe
+        # SQLite's wrapper (is_in_memory_db is not on the base class)
         database: Any = connections[DEFAULT_DB_ALIAS]
-        if database.vendor != "sqlite" or database.is_in_memory_db():
-            return None  # an in-memory database is private to its Django connection
-        path = str(database.settings_dict["NAME"])
-        probe: _SqliteProbe | None = getattr(self._probes, "probe", None)
-        if probe is None or probe.path != path:
-            probe = _SqliteProbe(path)
-            self._probes.probe = probe
+        probe = None
+        if database.vendor == "sqlite" and not database.is_in_memory_db():
+            probe = _SqliteProbe(str(database.settings_dict["NAME"]))
+        self._probes.probe, self._probes.key = probe, key
         return probe
 
-    def validate(self) -> None:
+    def validate(self, *, on_event_loop: bool = False) -> bool:
         """Make every entry at least as new as the store's state now (see the module docstring).
-        Sync; on SQLite it may run on the event loop (a read of the local file, no Django)."""
+        Sync; on SQLite it may run on the event loop (a read of the local file, no Django). With
+        ``on_event_loop``, validate only where that needs no Django database call; answers
+        whether it validated."""
         probe = self._probe()
         if probe is not None:
             version = probe.data_version()
             if version == probe.version:
-                return  # nothing was committed since this thread's last validation
+                return True  # nothing was committed since this thread's last validation
             counter = probe.counter()
             changed_since = probe.changed_since
+        elif on_event_loop:
+            return False
         else:
             version = None
             counter = _django_counter()
@@ -155,6 +162,21 @@ class ValueCache:
         self._catch_up(counter, changed_since)
         if probe is not None:
             probe.version = version
+        return True
+
+    async def avalidate(self) -> None:
+        """``validate`` for a coroutine: on the event loop where that needs no Django (SQLite),
+        else in a thread that keeps its connection; with ``CACHE_SHARED_VALIDATION``, concurrent
+        reads of the loop share that query (each still waits for one that began after it)."""
+        if self.validate(on_event_loop=True):
+            return
+        if spread_settings.CACHE_SHARED_VALIDATION:
+            await self._shared_validation()
+        else:
+            await self._validate_in_thread()
+
+    async def _validate_in_thread(self) -> None:
+        await kept_threads.run(self.validate)
 
     def _catch_up(self, counter: int, changed_since: Any) -> None:
         with self._lock:

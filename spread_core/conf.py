@@ -11,11 +11,15 @@ and code reads ``spread_settings.INLINE_MAX``. Unknown keys raise, dotted paths 
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
+
+T = TypeVar("T")
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -87,6 +91,9 @@ DEFAULTS: dict[str, Any] = {
     # Bytes of current values each node process keeps in memory for reads (least recently used
     # out; blobs count as metadata only); 0 switches the value cache off. See spread_core.cache.
     "CACHE_MAX_BYTES": 64 * MIB,
+    # Where validating the cache needs a database query (PostgreSQL), concurrent reads on an event
+    # loop share one: each read waits for a validation that started after it did (spread_core.cache).
+    "CACHE_SHARED_VALIDATION": True,
     # GET, HEAD, POST and DELETE of /raw/ are answered by spread_api.lean.LeanRawMiddleware (same
     # rules, without Django's handler and middleware chain) where the node's ASGI stack uses it.
     "LEAN_PATH": True,
@@ -141,10 +148,23 @@ class SpreadSettings:
 
 spread_settings = SpreadSettings()
 
+#: Functions memoised by ``per_settings``, forgotten whenever a setting changes.
+_PER_SETTINGS: list[Any] = []
+
+
+def per_settings(function: Callable[[], T]) -> Callable[[], T]:
+    """Memoise a function of the settings alone (no arguments) until any setting changes: what
+    a hot path would otherwise recompute from Django's settings on every request."""
+    memoised = functools.cache(function)
+    _PER_SETTINGS.append(memoised)
+    return memoised
+
 
 def _reload_settings(*, setting: str, **kwargs: Any) -> None:
     if setting == "SPREAD":
         spread_settings.reload()
+    for memoised in _PER_SETTINGS:
+        memoised.cache_clear()
 
 
 setting_changed.connect(_reload_settings)

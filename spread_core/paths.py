@@ -8,6 +8,7 @@ The root (no segment) names the whole tree: it can be subscribed to, never writt
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterator, Sequence
@@ -158,3 +159,18 @@ def intersect_prefixes(wanted: list[str], allowed: list[str] | None) -> list[str
     inside = {w for w in wanted if any(covers_canonical(a, w) for a in allowed)}
     inside |= {a for a in allowed if any(covers_canonical(w, a) for w in wanted)}
     return sorted(p for p in inside if not any(q != p and covers_canonical(q, p) for q in inside))
+
+
+#: Request paths up to this many bytes are remembered once parsed (``parse_url_path``).
+MAX_REMEMBERED_URL = 512
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_url(raw: bytes) -> TopicPath:
+    return TopicPath.from_url(raw)
+
+
+def parse_url_path(raw: bytes) -> TopicPath:
+    """``TopicPath.from_url``, remembered for recent short paths: a hot topic's path is parsed,
+    validated and made canonical once, not at every request (a path is immutable)."""
+    return _parsed_url(raw) if len(raw) <= MAX_REMEMBERED_URL else TopicPath.from_url(raw)

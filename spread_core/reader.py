@@ -43,12 +43,23 @@ def current_event(path: TopicPath) -> Event | None:
     return _visible(event)
 
 
-def cached_current(path: TopicPath, *, on_event_loop: bool = False) -> Event | Miss | None:
-    """``current_event`` from the value cache alone (validated first), or ``MISS``. With
-    ``on_event_loop``, only where validating needs no Django database call (else ``MISS``)."""
-    if not value_cache.enabled() or (on_event_loop and not value_cache.validates_without_django()):
+def cached_current(path: TopicPath) -> Event | Miss | None:
+    """``current_event`` from the value cache alone (validated first), or ``MISS``."""
+    if not value_cache.enabled():
         return MISS
     value_cache.validate()
+    return _looked_up(path)
+
+
+async def acached_current(path: TopicPath) -> Event | Miss | None:
+    """``cached_current`` for a coroutine (see ``ValueCache.avalidate``)."""
+    if not value_cache.enabled():
+        return MISS
+    await value_cache.avalidate()
+    return _looked_up(path)
+
+
+def _looked_up(path: TopicPath) -> Event | Miss | None:
     entry = value_cache.lookup(path.canonical)
     return MISS if entry is None else _visible(entry.event)
 

@@ -5,6 +5,7 @@ clean-up; and reusable per-request threads for HTTP requests."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -63,10 +64,23 @@ class KeptConnectionThreads:
     end). ``run`` awaits ``function(*args)`` on one of them."""
 
     def __init__(self, size: int = 8, name: str = "spread-kept") -> None:
+        self.size = size
         self.executor = ThreadPoolExecutor(size, thread_name_prefix=name)
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, _kept, function, args)
+
+    def close_connections(self) -> None:
+        """Close the connections every thread of the pool keeps (before a database is dropped, or
+        a connection pool closed: kept connections are never returned by themselves)."""
+        everyone = threading.Barrier(self.size)  # one call per thread: each waits for all the others
+
+        def close_mine() -> None:
+            everyone.wait(timeout=30)
+            connections.close_all()
+
+        for done in [self.executor.submit(close_mine) for _ in range(self.size)]:
+            done.result()
 
 
 def _kept(function: Callable[..., T], args: tuple[Any, ...]) -> T:

@@ -3,6 +3,7 @@ other processes never served stale, fills that lose a race dropped, bounded by b
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext, override_settings
 
 from spread_core import api, reader
-from spread_core.cache import ENTRY_OVERHEAD, value_cache
+from spread_core.cache import ENTRY_OVERHEAD, MISS, value_cache
 from spread_core.models import Counter, Topic
 from spread_core.paths import TopicPath
 
@@ -79,6 +80,30 @@ def test_a_write_acknowledged_by_another_process_is_never_served_stale() -> None
     assert api.get("cache/shared").value == b"theirs"
     post_from_another_process("cache/new", "created elsewhere", DATE)
     assert api.get("cache/new").value == b"created elsewhere"  # a cached miss is revalidated too
+
+
+async def reads_on_a_loop(path: str, count: int) -> list[object]:
+    """``count`` concurrent cache reads on one event loop (as the lean path does them)."""
+    topic = TopicPath.from_canonical(path)
+    return list(await asyncio.gather(*(reader.acached_current(topic) for _ in range(count))))
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-validation", "own-validation"])
+def test_reads_on_an_event_loop_never_serve_what_another_process_replaced(shared: bool) -> None:
+    with override_settings(SPREAD={"CACHE_SHARED_VALIDATION": shared}):
+        api.post("cache/loop", "mine", date=DATE)
+        runs = value_cache._shared_validation.runs
+        assert {event.value for event in asyncio.run(reads_on_a_loop("cache/loop", 32))} == {b"mine"}
+        post_from_another_process("cache/loop", "theirs", DATE + 1)
+        # Validated after they began: the replaced entry is gone (the lean path then reads the store).
+        assert asyncio.run(reads_on_a_loop("cache/loop", 32)) == [MISS] * 32
+        assert api.get("cache/loop").value == b"theirs"  # filled again
+        assert {event.value for event in asyncio.run(reads_on_a_loop("cache/loop", 32))} == {b"theirs"}
+        shared_runs = value_cache._shared_validation.runs - runs
+    if connection.vendor == "sqlite" or not shared:
+        assert shared_runs == 0  # SQLite validates on the loop itself; or each read on its own
+    else:
+        assert 3 <= shared_runs <= 6  # 96 reads, 32 at a time: about one query per group
 
 
 def test_a_tombstone_and_a_missing_topic_are_cached_as_no_value() -> None:

@@ -29,7 +29,7 @@ older httpx series, on asyncio's own loop as before.
 
 Spread's speed settings are measured on and off in the same run: ``spread-<database>-off`` runs
 the node with every one of them off (``LEAN_PATH``, ``CACHE_MAX_BYTES``, ``GROUP_COMMIT_SET_BASED``,
-``GC_FREEZE``, through ``SPREAD_OPTIONS``), and ``-no-lean``, ``-no-cache`` and ``-per-write`` turn
+``GC_FREEZE``, through ``SPREAD_OPTIONS``), and ``-no-lean``, ``-no-cache``, ``-per-write`` and ``-no-shared`` turn
 one off alone (``SPREAD_VARIANTS``).
 
 Every figure comes from the same run: compare ratios, not absolute numbers. Each line says the
@@ -83,10 +83,12 @@ SPREAD_VARIANTS: dict[str, dict[str, Any]] = {
         "CACHE_MAX_BYTES": 0,
         "GROUP_COMMIT_SET_BASED": False,
         "GC_FREEZE": False,
+        "CACHE_SHARED_VALIDATION": False,
     },
     "no-lean": {"LEAN_PATH": False},
     "no-cache": {"CACHE_MAX_BYTES": 0},
     "per-write": {"GROUP_COMMIT_SET_BASED": False},
+    "no-shared": {"CACHE_SHARED_VALIDATION": False},
 }
 
 

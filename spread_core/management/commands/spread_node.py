@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gc
 import ipaddress
+import logging
 from typing import Any
 
 import uvicorn
@@ -14,6 +15,7 @@ from channels.routing import get_default_application
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from uvicorn.config import LOG_LEVELS
 
 from spread_core.conf import spread_settings
 from spread_core.replication.link import Connector
@@ -47,7 +49,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--bind", default=DEFAULT_BIND, help=f"HOST:PORT (default {DEFAULT_BIND})")
         parser.add_argument("--no-migrate", action="store_true", help="Do not apply migrations.")
-        parser.add_argument("--log-level", default="warning", help="uvicorn log level.")
+        parser.add_argument("--log-level", default="warning", choices=LOG_LEVELS, help="uvicorn log level.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         host, port = parse_bind(options["bind"])
@@ -68,6 +70,8 @@ class Command(BaseCommand):
             port=port,
             lifespan="off",
             log_level=options["log_level"],
+            # uvicorn logs each request at INFO: below that level, skip building the record
+            access_log=LOG_LEVELS[options["log_level"]] <= logging.INFO,
             timeout_graceful_shutdown=5,
             ws_max_size=spread_settings.WS_MAX_FRAME,
             ws_ping_interval=None,  # Spread sends its own heartbeats

@@ -65,7 +65,7 @@ class TopicPath:
         if isinstance(value, TopicPath):
             return value
         if isinstance(value, str):
-            return cls.from_canonical(value)
+            return parse_canonical(value)
         return cls(tuple(value))
 
     @classmethod
@@ -161,16 +161,21 @@ def intersect_prefixes(wanted: list[str], allowed: list[str] | None) -> list[str
     return sorted(p for p in inside if not any(q != p and covers_canonical(q, p) for q in inside))
 
 
-#: Request paths up to this many bytes are remembered once parsed (``parse_url_path``).
-MAX_REMEMBERED_URL = 512
+#: Paths up to this many bytes (or characters) are remembered once parsed (``parse_url_path``,
+#: ``TopicPath.coerce`` of a string).
+MAX_REMEMBERED_PATH = 512
+REMEMBERED_PATHS = 4096
 
-
-@functools.lru_cache(maxsize=4096)
-def _parsed_url(raw: bytes) -> TopicPath:
-    return TopicPath.from_url(raw)
+_parsed_url = functools.lru_cache(maxsize=REMEMBERED_PATHS)(TopicPath.from_url)
+_parsed_canonical = functools.lru_cache(maxsize=REMEMBERED_PATHS)(TopicPath.from_canonical)
 
 
 def parse_url_path(raw: bytes) -> TopicPath:
     """``TopicPath.from_url``, remembered for recent short paths: a hot topic's path is parsed,
     validated and made canonical once, not at every request (a path is immutable)."""
-    return _parsed_url(raw) if len(raw) <= MAX_REMEMBERED_URL else TopicPath.from_url(raw)
+    return _parsed_url(raw) if len(raw) <= MAX_REMEMBERED_PATH else TopicPath.from_url(raw)
+
+
+def parse_canonical(text: str) -> TopicPath:
+    """``TopicPath.from_canonical``, remembered as ``parse_url_path`` (``api.get("a/b")``)."""
+    return _parsed_canonical(text) if len(text) <= MAX_REMEMBERED_PATH else TopicPath.from_canonical(text)

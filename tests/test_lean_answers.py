@@ -18,7 +18,7 @@ from spread_core import api
 from spread_core.cache import value_cache
 from spread_core.conf import per_settings
 from spread_core.exceptions import InvalidPath
-from spread_core.paths import TopicPath, parse_url_path
+from spread_core.paths import TopicPath, parse_canonical, parse_url_path
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -137,8 +137,16 @@ def test_parse_url_path_is_from_url(raw: bytes) -> None:
     assert parse_url_path(raw).canonical == TopicPath.from_url(raw).canonical
 
 
+@pytest.mark.parametrize("text", ["a/b", "été/x y", "a%2Fb/c", "", "x" * 255])
+def test_parse_canonical_is_from_canonical(text: str) -> None:
+    assert parse_canonical(text) == TopicPath.from_canonical(text) == TopicPath.coerce(text)
+    assert parse_canonical(text).canonical == TopicPath.from_canonical(text).canonical
+
+
 @pytest.mark.parametrize("raw", [b"a//b", b"a/../b", b"%zz", b"x" * 256, b"a/%00"])
 def test_a_bad_path_is_refused_every_time_it_comes(raw: bytes) -> None:
     for _ in range(2):  # refusals are not remembered as paths
         with pytest.raises(InvalidPath):
             parse_url_path(raw)
+        with pytest.raises(InvalidPath):
+            parse_canonical(raw.decode("latin-1"))

@@ -29,8 +29,8 @@ older httpx series, on asyncio's own loop as before.
 
 Spread's speed settings are measured on and off in the same run: ``spread-<database>-off`` runs
 the node with every one of them off (``LEAN_PATH``, ``CACHE_MAX_BYTES``, ``GROUP_COMMIT_SET_BASED``,
-``GC_FREEZE``, through ``SPREAD_OPTIONS``), and ``-no-lean``, ``-no-cache``, ``-per-write`` and ``-no-shared`` turn
-one off alone (``SPREAD_VARIANTS``).
+``GC_FREEZE``, ``CACHE_SHARED_VALIDATION``, through ``SPREAD_OPTIONS``), and ``-no-lean``,
+``-no-cache``, ``-per-write`` and ``-no-shared`` turn one off alone (``SPREAD_VARIANTS``).
 
 Every figure comes from the same run: compare ratios, not absolute numbers. Each line says the
 durability the system ran with.

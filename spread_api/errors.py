@@ -11,7 +11,7 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from spread_core.exceptions import SpreadError, StoreUnavailable
+from spread_core.exceptions import RangeNotSatisfiable, SpreadError, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ def describe(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
     if isinstance(exc, SpreadError):
         if isinstance(exc, StoreUnavailable):
             headers["Retry-After"] = RETRY_AFTER_SECONDS
+        if isinstance(exc, RangeNotSatisfiable):
+            headers["Content-Range"] = f"bytes */{exc.size}"
         return exc.status_code, exc.as_json(), headers
     if isinstance(exc, OperationalError) and _is_disk_full(exc):
         # Not a 503: retrying does not help until space is freed.

@@ -1,11 +1,12 @@
 """Parsing of Spread's request headers and query parameters; anything malformed raises
-``InvalidHeader`` or ``InvalidParameter`` (400)."""
+``InvalidHeader`` or ``InvalidParameter`` (400), except ``Range``, which HTTP lets a server ignore
+when it cannot use it (RFC 9110, 14.2)."""
 
 from __future__ import annotations
 
 import re
 
-from spread_core.exceptions import InvalidHeader, InvalidParameter
+from spread_core.exceptions import InvalidHeader, InvalidParameter, RangeNotSatisfiable
 
 MAX_INT64 = 2**63 - 1
 MAX_CONTENT_TYPE_LENGTH = 255
@@ -13,6 +14,7 @@ _ETAG_DATE = re.compile(r'^\s*(?:"(\d{1,19})"|(\d{1,19}))\s*$')
 _ENTITY_TAG = re.compile(r'\s*(?:W/)?"([^"\x00-\x1f\x7f]*)"\s*')
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_BYTE_RANGE = re.compile(r"^\s*bytes\s*=\s*(?:(\d{1,19})\s*-\s*(\d{0,19})|-\s*(\d{1,19}))\s*$", re.IGNORECASE)
 WILDCARD = "*"
 
 
@@ -85,3 +87,29 @@ def parse_count(value: str | None, name: str) -> int | None:
     if not value.isascii() or not value.isdigit() or int(value) > MAX_INT64:
         raise InvalidParameter(f"{name} must be a non-negative integer.")
     return int(value)
+
+
+def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
+    """``Range`` for a value of ``size`` bytes: ``(start, stop)`` (stop exclusive) of the one byte
+    range asked for (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``), clipped to the value. None where
+    the whole value is answered instead: no header, another unit, several ranges, or a malformed
+    one (RFC 9110 lets a server ignore those). Raises ``RangeNotSatisfiable`` for a range that
+    starts past the end (or a suffix of an empty value, or of zero bytes)."""
+    if value is None:
+        return None
+    match = _BYTE_RANGE.match(value)
+    if match is None:
+        return None
+    first, last, suffix = match.groups()
+    if suffix is not None:
+        length = int(suffix)
+        if length == 0 or size == 0:
+            raise RangeNotSatisfiable(size)
+        return max(size - length, 0), size
+    start = int(first)
+    if last and int(last) < start:
+        return None  # invalid: the whole value
+    if start >= size:
+        raise RangeNotSatisfiable(size)
+    stop = size if not last else min(int(last) + 1, size)
+    return start, stop

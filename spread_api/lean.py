@@ -1,14 +1,14 @@
 """The lean path of the raw API: GET, HEAD, POST and DELETE of ``/raw/<path>`` answered by a small
 ASGI middleware instead of Django's handler, its middleware chain and DRF's view machinery.
 
-It skips framework layers, never Spread's rules: the same path parser, simplejwt's token
-validation (``SpreadJWTAuthentication``, whose validated tokens are kept until they expire), the
-same ``ACCESS_POLICY`` checks (``spread_api.access``), header parsing (``spread_api.raw``), write
-seam (``spread_core.api.awrite``), reader and value cache, error
-translation (``spread_api.errors.describe`` rendered by DRF's JSON renderer) and answer headers
-(CORS, the raw-value protection, and what Django's security and clickjacking middleware add,
-from the same settings). On SQLite a cached value is answered on the event loop without any
-thread hop; on PostgreSQL after a validation of the cache shared by the concurrent reads
+It skips framework layers, never Spread's rules: the same path parser, simplejwt's token validation
+(``SpreadJWTAuthentication``, whose validated tokens are kept until they expire), the same
+``ACCESS_POLICY`` checks (``spread_api.access``), header parsing (``spread_api.raw``), write seam
+(``spread_core.api.awrite``), reader and value cache, error translation
+(``spread_api.errors.describe`` rendered by DRF's JSON renderer) and answer headers (CORS, the
+raw-value protection, and what Django's security and clickjacking middleware add, from the same
+settings). On SQLite a cached value is answered on the event loop without any thread hop; on
+PostgreSQL after a validation of the cache shared by the concurrent reads
 (``SPREAD["CACHE_SHARED_VALIDATION"]``); a miss takes one hop to a thread that keeps its database
 connection. Answer headers that depend only on the event and the settings are encoded once per
 cached event.
@@ -16,10 +16,10 @@ cached event.
 What it does not handle goes on, untouched, to the full stack (``RawTopicView`` stays the
 definition): other routes and methods, a Host header ``ALLOWED_HOSTS`` does not accept (Django
 answers it), ``?at=`` / ``?at_date=`` reads, blob values (streamed by the view), a miss while
-``READ_THROUGH`` is on, and a mounted ``root_path``. ``SPREAD["LEAN_PATH"] = False`` turns it off;
-it is also off while the site's ``MIDDLEWARE`` holds middleware other than Django's defaults, or
-settings that make Django redirect or add headers per request (HTTPS redirect, HSTS, PREPEND_WWW,
-DISALLOWED_USER_AGENTS): their rules would be skipped.
+``READ_THROUGH`` is on, a GET with a ``Range`` header, and a mounted ``root_path``.
+``SPREAD["LEAN_PATH"] = False`` turns it off; it is also off while the site's ``MIDDLEWARE`` holds
+middleware other than Django's defaults, or settings that make Django redirect or add headers per
+request (HTTPS redirect, HSTS, PREPEND_WWW, DISALLOWED_USER_AGENTS): their rules would be skipped.
 """
 
 from __future__ import annotations
@@ -196,6 +196,8 @@ class LeanRawMiddleware:
         if method in READ_METHODS and AS_OF_PARAMETERS & set(query):
             return None
         request_headers = _request_headers(scope)
+        if method == "GET" and "range" in request_headers:
+            return None  # a byte range: answered by the view
         if not _host_allowed(request_headers):
             return None
         try:

@@ -21,7 +21,12 @@ from spread_core.store import DEFAULT_CONTENT_TYPE, WriteRequest
 from . import headers
 from .access import Principal
 
-EXPOSED_HEADERS = "From, X-Spread-Etag, X-Spread-Iteration, X-Spread-Sha256, ETag, Content-Length"
+EXPOSED_HEADERS = ", ".join(
+    [
+        *("From", "X-Spread-Etag", "X-Spread-Iteration", "X-Spread-Sha256", "ETag"),
+        *("Content-Length", "Content-Range", "Accept-Ranges"),
+    ]
+)
 SECURITY_MIDDLEWARE = "django.middleware.security.SecurityMiddleware"
 CLICKJACKING_MIDDLEWARE = "django.middleware.clickjacking.XFrameOptionsMiddleware"
 
@@ -68,9 +73,29 @@ def value_headers(event: Event) -> dict[str, str]:
     }
     if event.complete:
         result["Content-Length"] = str(event.size)
+        result["Accept-Ranges"] = "bytes"
         if event.sha256:
             result["X-Spread-Sha256"] = event.sha256
     return result
+
+
+def requested_range(event: Event, request_headers: Mapping[str, str]) -> tuple[int, int] | None:
+    """The byte range ``(start, stop)`` a GET asks of ``event``, or None for the whole value: a
+    value still uploading is answered whole, and so is a request whose ``If-Range`` does not name
+    the current event (a date never matches: values carry no Last-Modified)."""
+    header = request_headers.get("range")
+    if header is None or not event.complete:
+        return None
+    if_range = request_headers.get("if-range")
+    if if_range is not None and if_range.strip() != f'"{event.event_id}"':
+        return None
+    return headers.parse_range(header, event.size)
+
+
+def range_headers(event: Event, byte_range: tuple[int, int]) -> dict[str, str]:
+    """The headers of a 206 answer of ``byte_range`` (beside ``value_headers``)."""
+    start, stop = byte_range
+    return {"Content-Range": f"bytes {start}-{stop - 1}/{event.size}", "Content-Length": str(stop - start)}
 
 
 def cors_headers() -> dict[str, str]:

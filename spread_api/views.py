@@ -170,11 +170,25 @@ class RawTopicView(TopicView):
         responses={
             # The value, with the content type it was written with.
             (200, "*/*"): OpenApiTypes.BINARY,
+            # One byte range of a complete value (Range: bytes=a-b, a- or -n), with Content-Range.
+            (206, "*/*"): OpenApiTypes.BINARY,
             304: OpenApiResponse(description="Not modified"),
-            **error_responses(400, 401, 403, 404),
+            **error_responses(400, 401, 403, 404, 416),
         },
         parameters=[
             OpenApiParameter("If-None-Match", str, OpenApiParameter.HEADER),
+            OpenApiParameter(
+                "Range",
+                str,
+                OpenApiParameter.HEADER,
+                description="One byte range of a complete value; several ranges get the whole value.",
+            ),
+            OpenApiParameter(
+                "If-Range",
+                str,
+                OpenApiParameter.HEADER,
+                description="Answer the range only if this is the current event's ETag.",
+            ),
             OpenApiParameter("at", int, description="The value as of this iteration of the node's log."),
             OpenApiParameter("at_date", int, description="The value as of this event date (µs)."),
         ],
@@ -190,11 +204,19 @@ class RawTopicView(TopicView):
             return StreamingHttpResponse(served(request, remote.chunks()), headers=remote.headers)
         if isinstance(current, HttpResponse):
             return current
+        answer_headers = raw.value_headers(current)
+        answer_status: int = status.HTTP_200_OK
+        byte_range = raw.requested_range(current, request.headers)
+        if byte_range is not None:
+            answer_headers.update(raw.range_headers(current, byte_range))
+            answer_status = status.HTTP_206_PARTIAL_CONTENT
         if not current.is_blob:  # inline: the bytes are here; no stream, no more thread hops
-            return HttpResponse(bytes(current.value or b""), headers=raw.value_headers(current))
-        value = reader.ValueReader(current)
+            start, stop = byte_range or (0, current.size)
+            body = bytes(current.value or b"")[start:stop]
+            return HttpResponse(body, status=answer_status, headers=answer_headers)
+        value = reader.ValueReader(current, byte_range)
         content = value.__aiter__() if isinstance(request._request, ASGIRequest) else iter(value)
-        return StreamingHttpResponse(content, headers=raw.value_headers(current))
+        return StreamingHttpResponse(content, status=answer_status, headers=answer_headers)
 
     @extend_schema(exclude=True)
     def head(self, request: Request, topic: str = "") -> HttpResponse:

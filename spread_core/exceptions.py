@@ -52,6 +52,18 @@ class TopicNotFound(SpreadError):
     default_detail = "No value at this path."
 
 
+class RangeNotSatisfiable(SpreadError):
+    """A byte range that starts past the end of the value (``size`` bytes)."""
+
+    status_code = 416
+    default_code = "range_not_satisfiable"
+    default_detail = "The requested range starts past the end of the value."
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"The requested range starts past the end of the value ({size} bytes).")
+        self.size = size
+
+
 class TopicExists(SpreadError):
     """A create-only write found a value already there; ``event`` is the current one."""
 

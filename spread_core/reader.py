@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 
 from channels.db import database_sync_to_async
 from django.db import transaction
+from django.db.models.functions import Length
 
 from . import store
 from .cache import MISS, Miss, value_cache
@@ -113,16 +114,60 @@ def event_as_of(topic: Topic, *, at: int | None = None, at_date: int | None = No
 
 
 class ValueReader:
-    """The bytes of one event's value, following the upload while it is still arriving."""
+    """The bytes of one event's value, following the upload while it is still arriving; with
+    ``byte_range`` (start, stop: stop exclusive), only those bytes of a complete value."""
 
-    def __init__(self, event: Event) -> None:
+    def __init__(self, event: Event, byte_range: tuple[int, int] | None = None) -> None:
         self.event = event
         self.next_index = 0
         self.done = False
         self.poll_interval: float = spread_settings.READ_POLL_INTERVAL
+        self.byte_range = byte_range
+        self._skip = 0  # bytes of the next chunk before the range
+        self._left: int | None = None  # bytes of the range still to give (None: no range)
 
     def poll(self) -> list[bytes]:
         """Return the bytes available now; set ``done`` once the value is fully read."""
+        if self.byte_range is None:
+            return self._poll()
+        if self._left is None:
+            self._seek(*self.byte_range)
+        chunks = self._trimmed(self._poll())
+        self.done = self.done or self._left == 0
+        return chunks
+
+    def _seek(self, start: int, stop: int) -> None:
+        """Start at the chunk holding byte ``start`` (one query of the chunks' sizes)."""
+        self._left = stop - start
+        self._skip = start
+        if not self.event.is_blob:
+            return
+        sizes = (
+            BlobChunk.objects.filter(event_id=self.event.pk)
+            .order_by("index")
+            .annotate(size=Length("data"))
+            .values_list("index", "size")
+        )
+        offset = 0
+        for index, size in sizes:
+            if offset + size > start:
+                self.next_index, self._skip = index, start - offset
+                return
+            offset += size
+
+    def _trimmed(self, chunks: list[bytes]) -> list[bytes]:
+        result = []
+        for chunk in chunks:
+            if self._skip:
+                chunk, self._skip = chunk[self._skip :], max(self._skip - len(chunk), 0)
+            assert self._left is not None
+            chunk = chunk[: self._left]
+            self._left -= len(chunk)
+            if chunk:
+                result.append(chunk)
+        return result
+
+    def _poll(self) -> list[bytes]:
         event = self.event
         if not event.is_blob:
             self.done = True

@@ -218,6 +218,64 @@ def test_if_none_match_with_the_current_etag_gives_304(client: httpx.Client, aut
     assert changed.headers["etag"] == f'"{newer["id"]}"'
 
 
+def test_a_range_of_an_inline_value_is_206_with_its_content_range(
+    client: httpx.Client, auth: dict[str, str]
+) -> None:
+    report = write(client, "read/ranged", b"0123456789", auth, **{"Content-Type": "text/plain"})
+    whole = client.get("/raw/read/ranged")
+    assert whole.headers["accept-ranges"] == "bytes"
+    assert client.head("/raw/read/ranged").headers["accept-ranges"] == "bytes"
+    for header, body in [
+        ("bytes=2-5", b"2345"),
+        ("bytes=7-", b"789"),
+        ("bytes=-3", b"789"),
+        ("bytes=8-99", b"89"),
+    ]:
+        part = client.get("/raw/read/ranged", headers={"Range": header})
+        assert part.status_code == 206, (header, part.text)
+        assert part.content == body, header
+        start = 10 - len(body) if header.startswith("bytes=-") else int(header[6:].split("-")[0])
+        assert part.headers["content-range"] == f"bytes {start}-{start + len(body) - 1}/10"
+        assert part.headers["content-length"] == str(len(body))
+        for name in ("content-type", "etag", "from", "x-spread-iteration"):
+            assert part.headers[name] == whole.headers[name], name
+        exposed = {name.strip().lower() for name in part.headers["access-control-expose-headers"].split(",")}
+        assert {"content-range", "accept-ranges"} <= exposed
+    # If-Range: the range only while the value is still the one the client has part of.
+    etag = f'"{report["id"]}"'
+    assert client.get("/raw/read/ranged", headers={"Range": "bytes=0-1", "If-Range": etag}).content == b"01"
+    stale = client.get("/raw/read/ranged", headers={"Range": "bytes=0-1", "If-Range": '"an-older-id"'})
+    assert (stale.status_code, stale.content) == (200, b"0123456789")
+    # Ranges HTTP lets a server ignore are answered whole: several, backwards, another unit.
+    for header in ("bytes=0-1,5-6", "bytes=5-2", "lines=1-2", "bytes=x-"):
+        ignored = client.get("/raw/read/ranged", headers={"Range": header})
+        assert (ignored.status_code, ignored.content) == (200, b"0123456789"), header
+
+
+def test_a_range_past_the_end_is_416_json_with_the_size(client: httpx.Client, auth: dict[str, str]) -> None:
+    before = probe_iteration(client, auth)
+    write(client, "read/short", b"abc", auth)
+    for header in ("bytes=3-", "bytes=10-20", "bytes=-0"):
+        refused = client.get("/raw/read/short", headers={"Range": header})
+        assert_json_error(refused, 416, "range_not_satisfiable")
+        assert refused.headers["content-range"] == "bytes */3"
+    assert client.get("/raw/read/short").content == b"abc"
+    assert probe_iteration(client, auth) == before + 2  # the write and the probe: reads store nothing
+
+
+def test_a_range_in_the_middle_of_a_chunked_blob(client: httpx.Client, auth: dict[str, str]) -> None:
+    value = os.urandom(3 * CHUNK_SIZE + 777)
+    write(client, "read/ranged-blob", value, auth, **{"Content-Type": "video/mp4"})
+    start, stop = CHUNK_SIZE - 10, 2 * CHUNK_SIZE + 20  # across two chunk boundaries
+    part = client.get("/raw/read/ranged-blob", headers={"Range": f"bytes={start}-{stop - 1}"})
+    assert part.status_code == 206
+    assert part.content == value[start:stop]
+    assert part.headers["content-range"] == f"bytes {start}-{stop - 1}/{len(value)}"
+    assert part.headers["content-length"] == str(stop - start)
+    tail = client.get("/raw/read/ranged-blob", headers={"Range": "bytes=-100"})
+    assert (tail.status_code, tail.content) == (206, value[-100:])
+
+
 def test_unknown_and_deleted_topics_are_404_json(client: httpx.Client, auth: dict[str, str]) -> None:
     assert_json_error(client.get("/raw/read/never-written"), 404, "not_found")
     assert client.head("/raw/read/never-written").status_code == 404

@@ -17,7 +17,6 @@ from collections import defaultdict
 from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync
-from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from .paths import canonical_ancestors
@@ -38,10 +37,10 @@ def group_name(prefix: str) -> str:
 
 class Subscriber(Protocol):
     prefix: str
-    #: ``ring`` reads the database and calls user code: from an event loop, it runs in a thread.
-    ring_blocks: bool
 
-    def ring(self, iteration: int) -> None: ...
+    def ring(self, iteration: int) -> None:
+        """Wake the subscriber: never blocks, never reads the database (it may be called on an
+        event loop or in the writer's thread right after a commit)."""
 
 
 class Hub:
@@ -70,14 +69,6 @@ class Hub:
     def notify(self, path: str, iteration: int) -> None:
         """Ring every in-process subscriber whose prefix covers ``path``."""
         _ring_each(self._watching(path), iteration)
-
-    async def anotify(self, path: str, iteration: int) -> None:
-        """``notify`` from an event loop: subscribers whose ring blocks are rung from a thread."""
-        watching = self._watching(path)
-        _ring_each([s for s in watching if not s.ring_blocks], iteration)
-        blocking = [s for s in watching if s.ring_blocks]
-        if blocking:
-            await database_sync_to_async(_ring_each)(blocking, iteration)
 
     def _watching(self, path: str) -> list[Subscriber]:
         with self._lock:
@@ -140,7 +131,7 @@ def announce(path: str, iteration: int) -> list[PropagationEntry]:
 
 async def aannounce(path: str, iteration: int) -> list[PropagationEntry]:
     """``announce`` from an event loop."""
-    await hub.anotify(path, iteration)
+    hub.notify(path, iteration)
     return _report(path, await _ring_layer(_prefixes(path, iteration)))
 
 

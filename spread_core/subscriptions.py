@@ -8,6 +8,7 @@ database by iteration, so a write racing with the subscribe is delivered exactly
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,7 +21,10 @@ from .fanout import hub
 from .iteration import current_iteration
 from .models import Change, Event, Topic
 from .paths import TopicPath
+from .threads import delivery_threads
 from .types import EventJSON
+
+logger = logging.getLogger(__name__)
 
 PULL_BATCH = 500
 
@@ -35,9 +39,6 @@ class Subscription:
     In the default mode it yields the current event of each topic that changed after the cursor;
     with ``history`` every log entry after it (too_late events, completions and aborts included).
     """
-
-    #: ``ring`` reads the database and calls user code (see ``fanout.Subscriber``).
-    ring_blocks = False
 
     def __init__(self, prefix: PathLike, since: int = 0, *, history: bool = False) -> None:
         self.topic_prefix = TopicPath.coerce(prefix)
@@ -124,15 +125,22 @@ def _aborted_event(topic: Topic) -> Event | None:
 
 
 class CallbackSubscription(Subscription):
-    """Calls a sync callback with each event; live events are delivered in the writer's thread
-    (in a thread of the event loop's, for a write made from one)."""
-
-    ring_blocks = True
+    """Calls a sync callback with each event: the catch-up in the thread that subscribes, live
+    events on a delivery thread (``threads.delivery_threads``), never in the writer's, so a slow
+    or raising callback can neither hold up nor fail a committed write. Deliveries of one
+    subscription run one at a time, in order. A callback that raises ends the subscription: the
+    exception is logged and kept in ``error`` (the next events are not delivered, rather than
+    delivered with a gap)."""
 
     def __init__(self, prefix: PathLike, callback: Callback, since: int = 0) -> None:
         super().__init__(prefix, since)
         self.callback = callback
-        self._lock = threading.Lock()
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()  # one delivery at a time
+        self._state = threading.Condition()  # guards the fields below
+        self._scheduled = False
+        self._rung_again = False
+        self.delivered = since  # every event up to this iteration went to the callback
 
     def start(self) -> CallbackSubscription:
         hub.add(self)
@@ -140,14 +148,53 @@ class CallbackSubscription(Subscription):
         return self
 
     def ring(self, iteration: int) -> None:
-        if iteration > self.cursor:
-            self.deliver()
+        with self._state:
+            if self.closed or iteration <= self.delivered:
+                return
+            if self._scheduled:
+                self._rung_again = True
+                return
+            self._scheduled = True
+        delivery_threads.submit(self._deliver_live)
+
+    def _deliver_live(self) -> None:
+        again = True
+        while again:
+            try:
+                self.deliver()
+            except Exception as exc:
+                logger.exception("Subscription to %r closed: its callback raised", self.prefix)
+                self.error = exc
+                self.close()
+            with self._state:
+                again, self._rung_again = self._rung_again and not self.closed, False
+                self._scheduled = again
 
     def deliver(self) -> None:
         with self._lock:
             while not self.closed and (events := self.pull()):
                 for event in events:
                     self.callback(event)
+                self._mark_delivered(self.cursor)
+            self._mark_delivered(self.cursor)
+
+    def _mark_delivered(self, cursor: int) -> None:
+        with self._state:
+            self.delivered = max(self.delivered, cursor)
+            self._state.notify_all()
+
+    def wait_delivered(self, iteration: int, timeout: float = 5.0) -> bool:
+        """Block until every event up to ``iteration`` under the prefix reached the callback (a
+        write's report says its iteration); False on timeout or once the subscription closed."""
+        with self._state:
+            return self._state.wait_for(lambda: self.delivered >= iteration or self.closed, timeout) and (
+                self.delivered >= iteration
+            )
+
+    def close(self) -> None:
+        super().close()
+        with self._state:
+            self._state.notify_all()
 
 
 class AsyncSubscription(Subscription):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -70,6 +70,10 @@ class KeptConnectionThreads:
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, _kept, function, args)
 
+    def submit(self, function: Callable[..., T], *args: Any) -> Future[T]:
+        """Run ``function(*args)`` on one of the threads, from sync code (no waiting)."""
+        return self.executor.submit(_kept, function, args)
+
     def close_connections(self) -> None:
         """Close the connections every thread of the pool keeps (before a database is dropped, or
         a connection pool closed: kept connections are never returned by themselves)."""
@@ -99,3 +103,5 @@ def keep_connections() -> None:
 
 
 kept_threads = KeptConnectionThreads()
+#: Where in-process subscriptions (``api.subscribe``) call their callbacks: never the writer's thread.
+delivery_threads = KeptConnectionThreads(size=4, name="spread-deliver")

@@ -15,14 +15,15 @@ from .nodes import Databases, Nodes
 
 @pytest.fixture(scope="session", autouse=True)
 def stop_group_commit(django_db_setup: None) -> Iterator[None]:
-    """Stop the group-commit writer thread and close the connections the kept-connection threads
-    hold, before the test database is dropped at the end of the session."""
+    """Stop the group-commit writer thread and close the connections the kept-connection and
+    delivery threads hold, before the test database is dropped at the end of the session."""
     yield
     from spread_core.batching import batcher
-    from spread_core.threads import kept_threads
+    from spread_core.threads import delivery_threads, kept_threads
 
     batcher.stop()
     kept_threads.close_connections()
+    delivery_threads.close_connections()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
@@ -94,9 +95,9 @@ def test_a_failing_write_in_a_batch_fails_alone(set_based: bool) -> None:
     )
 
 
-def post_one(index: int) -> None:
+def post_one(index: int) -> dict[str, Any]:
     try:
-        api.post(f"batch/s{index}", b"v")
+        return api.post(f"batch/s{index}", b"v")
     finally:
         connection.close()
 
@@ -107,7 +108,8 @@ def test_in_process_subscribers_are_rung_after_a_batched_commit(set_based: bool)
     subscription = api.subscribe("batch", lambda event: received.append(event["path"]))
     try:
         with ThreadPoolExecutor(4) as pool:
-            list(pool.map(post_one, range(12)))
+            reports = list(pool.map(post_one, range(12)))
+        assert subscription.wait_delivered(max(report["iteration"] for report in reports))
     finally:
         subscription.close()
     assert sorted(received) == sorted(f"batch/s{i}" for i in range(12))

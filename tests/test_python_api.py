@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -135,6 +136,7 @@ def test_live_events_follow_the_catch_up() -> None:
         api.post("sub/a", "old", date=DATE - 5, origin="bob")  # too_late: current unchanged
         new_topic = api.post("sub/new", "n", date=DATE, origin="bob")
         removal = api.delete("sub/b", date=DATE + 2, origin="bob")
+        assert subscription.wait_delivered(removal["iteration"])
         live = received[caught_up:]
         assert [(e["id"], e["path"], e.get("value"), e["deleted"]) for e in live] == [
             (update["id"], "sub/a", "a3", False),
@@ -152,6 +154,7 @@ def test_a_write_is_delivered_once_to_each_covering_subscription() -> None:
     subscriptions = [api.subscribe("n", outer.append), api.subscribe("n/m", inner.append)]
     try:
         report = api.post("n/m/o", "v", date=DATE, origin="alice")
+        assert all(subscription.wait_delivered(report["iteration"]) for subscription in subscriptions)
         assert [e["id"] for e in outer] == [report["id"]]
         assert [e["id"] for e in inner] == [report["id"]]
     finally:
@@ -162,12 +165,56 @@ def test_a_write_is_delivered_once_to_each_covering_subscription() -> None:
 def test_close_stops_delivery() -> None:
     received: list[EventJSON] = []
     subscription = api.subscribe("cl", received.append)
-    api.post("cl/a", "1", date=DATE, origin="alice")
+    first = api.post("cl/a", "1", date=DATE, origin="alice")
+    assert subscription.wait_delivered(first["iteration"])
     subscription.close()
     api.post("cl/a", "2", date=DATE + 1, origin="alice")
     api.post("cl/b", "3", date=DATE, origin="alice")
     assert seen(received) == [("cl/a", "1")]
     assert hub.count("cl") == 0
+
+
+def test_a_raising_callback_neither_fails_the_write_nor_gets_events_after_a_gap(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    received: list[str] = []
+
+    def fussy(event: EventJSON) -> None:
+        if event.get("value") == "bad":
+            raise ValueError("cannot take this one")
+        received.append(str(event.get("value")))
+
+    subscription = api.subscribe("fussy", fussy)
+    api.post("fussy/a", "good", date=DATE, origin="alice")
+    bad = api.post("fussy/a", "bad", date=DATE + 1, origin="alice")  # committed, answered ok
+    assert bad["status"] == "ok"
+    assert not subscription.wait_delivered(bad["iteration"])  # closed by its callback's error
+    assert isinstance(subscription.error, ValueError) and subscription.closed
+    api.post("fussy/a", "after", date=DATE + 2, origin="alice")
+    assert received == ["good"]
+    assert api.get("fussy/a").value == b"after"  # type: ignore[union-attr]
+    assert "its callback raised" in caplog.text
+
+
+def test_a_slow_callback_holds_up_no_write() -> None:
+    release = threading.Event()
+    received: list[str] = []
+
+    def slow(event: EventJSON) -> None:
+        release.wait(30)
+        received.append(str(event.get("value")))
+
+    subscription = api.subscribe("slow", slow)
+    try:
+        reports = [api.post("slow/a", f"v{i}", date=DATE + i, origin="alice") for i in range(5)]
+        assert [r["status"] for r in reports] == ["ok"] * 5  # all answered while the callback waits
+        assert received == []
+        release.set()
+        assert subscription.wait_delivered(reports[-1]["iteration"])
+        # In order, no repeats; writes that landed while it waited may come as the latest value.
+        assert received[-1] == "v4" and received == sorted(set(received), key=received.index)
+    finally:
+        subscription.close()
 
 
 class ClientWentAway(Exception):
@@ -190,6 +237,7 @@ def test_subscriber_learns_that_an_aborted_upload_fell_back_to_the_previous_valu
         with pytest.raises(ClientWentAway):
             api.post("ab/t", pieces(), date=DATE + 1, origin="alice")
         assert api.get("ab/t") == api.Value(previous["iteration"], "alice", b"v1")
+        assert subscription.wait_delivered(Counter.objects.get(name=ITERATION_COUNTER).value)
         announced = [(e["id"], e["complete"]) for e in received]
         assert announced[:2] == [(previous["id"], True), (event_id("ab/t", DATE + 1, "alice"), False)]
         assert received[-1]["id"] == previous["id"], f"last delivered: {announced[-1]}"

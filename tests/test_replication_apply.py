@@ -119,6 +119,7 @@ def test_a_batch_of_inline_entries_is_stored_set_based_then_rung_once_per_prefix
         entry("a/z", None),
     ]
     apply.apply_entries(KEY, PEER, ["a"], batch, upto=4)
+    assert subscription.wait_delivered(current_iteration())
     subscription.close()
 
     # read after the one commit: each topic once, at its newest event, in iteration order

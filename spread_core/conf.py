@@ -73,6 +73,11 @@ DEFAULTS: dict[str, Any] = {
     "RECONNECT_MAX_BACKOFF": 10.0,
     # Run the outgoing peer links in `spread_node` (turn off on all but one process of a node).
     "CONNECTOR": True,
+    # spread_node: seconds an idle keep-alive connection is kept open. Longer than the idle
+    # expiry of clients' connection pools (httpx 5 s, aiohttp 15 s), so that a client never
+    # sends a request on a connection the server is closing at that moment (a reset, not an
+    # answer); nginx's default is the same 75 s.
+    "KEEP_ALIVE_TIMEOUT": 75.0,
     # On a local miss for a path no peer link replicates here, GET it from the peers (passed on,
     # not stored).
     "READ_THROUGH": False,

@@ -73,6 +73,7 @@ class Command(BaseCommand):
             # uvicorn logs each request at INFO: below that level, skip building the record
             access_log=LOG_LEVELS[options["log_level"]] <= logging.INFO,
             timeout_graceful_shutdown=5,
+            timeout_keep_alive=spread_settings.KEEP_ALIVE_TIMEOUT,
             ws_max_size=spread_settings.WS_MAX_FRAME,
             ws_ping_interval=None,  # Spread sends its own heartbeats
         )

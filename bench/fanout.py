@@ -130,11 +130,13 @@ class Server:
         return found
 
 
-def start_node(workdir: Path, name: str) -> Server:
+def start_node(workdir: Path, name: str, options: dict[str, Any] | None = None) -> Server:
+    """A node on SQLite in ``workdir``, with ``options`` merged into its ``SPREAD``."""
     env = {
         "DATABASE_URL": f"sqlite:///{workdir / (name + '.sqlite3')}",
         "SECRET_KEY": BENCH_SECRET,
         "SPREAD_NODE_NAME": "bench",
+        "SPREAD_OPTIONS": json.dumps(options or {}),
     }
     log_path = workdir / f"{name}.log"
     node = LiveNode(REPO / "manage.py", env, log_path=log_path).start()
@@ -534,13 +536,14 @@ async def catch_up(url: str, headers: dict[str, str]) -> dict[str, Any]:
         async with connect(url, additional_headers=headers, ping_interval=None, max_size=None) as ws:
             async for text in ws:
                 frame = json.loads(text)
-                if frame["type"] == "update":
-                    updates += 1
+                if frame["type"] in ("update", "updates"):  # one event, or a batch (?batch=1)
                     frame_bytes += len(text)
-                    paths.add(frame["event"]["path"])
-                    if frame["event"]["iteration"] <= last:
-                        out_of_order += 1
-                    last = frame["event"]["iteration"]
+                    for event in frame["events"] if frame["type"] == "updates" else [frame["event"]]:
+                        updates += 1
+                        paths.add(event["path"])
+                        if event["iteration"] <= last:
+                            out_of_order += 1
+                        last = event["iteration"]
                 elif frame["type"] == "synced":
                     synced_at = frame["iteration"]
                     synced_seconds = round(time.perf_counter() - started, 3)

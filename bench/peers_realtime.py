@@ -29,7 +29,8 @@ whose server is not installed is skipped with a JSON line saying so.
   ``--catchup-repeats``), and the items it got (should equal the topic count):
 
   - spread: websocket ``/ws/cu?since=0`` until ``synced`` (topics written by
-    ``bench.fanout.load_topics``);
+    ``bench.fanout.load_topics``); ``spread-batch`` the same with ``&batch=1`` (many events per
+    frame), ``spread-orm`` with the feed's reads through the ORM (``FEED_PLAIN_SQL`` off);
   - nats-kv: JetStream KV, a new connection, ``watch("cu.>")`` (every key of the bucket) until
     nats-py's marker that the initial values are delivered;
   - etcd-watch: one watch on the prefix ``cu/`` from revision 1 (the like-for-like of the two
@@ -65,7 +66,14 @@ from bench import realtime_clients as clients
 from bench.options import add_shared_option
 
 SUITES = ("peers_fanout", "peers_catchup")
-SYSTEMS = ("etcd", "nats", "redis", "spread")
+SYSTEMS = ("etcd", "nats", "redis", "spread", "spread-batch", "spread-orm")
+#: Catch-up variants of Spread: SPREAD options and query of each (one run measures each change
+#: on and off): batched frames, and the feed's reads through the ORM (before issue 13).
+SPREAD_CATCHUP_VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
+    "spread": ({}, ""),
+    "spread-batch": ({}, "&batch=1"),
+    "spread-orm": ({"FEED_PLAIN_SQL": False}, ""),
+}
 SPREAD_COLOUR, PEER_COLOUR = "#417690", "#999"
 PEERS: dict[str, tuple[type[peers.System], type[clients.FanoutPeer]]] = {
     "etcd": (peers.Etcd, clients.EtcdFanout),
@@ -176,6 +184,9 @@ def run_fanout(args: argparse.Namespace) -> list[dict[str, Any]]:
 def _fanout_system(
     name: str, count: int, args: argparse.Namespace, workdir: Path, common: dict[str, Any]
 ) -> list[dict[str, Any]]:
+    if name in SPREAD_CATCHUP_VARIANTS and name != "spread":
+        _skipped("peers_fanout", name, "a catch-up variant")
+        return []
     if name == "spread":
         server = fanout.start_node(_fresh(workdir, "spread"), f"fanout-{count}")
         try:
@@ -218,17 +229,20 @@ def _catchup_record(
 
 def _catchup_system(name: str, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
     repeats = range(args.catchup_repeats)
-    if name == "spread":
-        node = fanout.start_node(_fresh(workdir, "spread"), "catchup")
+    if name in SPREAD_CATCHUP_VARIANTS:
+        options, query = SPREAD_CATCHUP_VARIANTS[name]
+        node = fanout.start_node(_fresh(workdir, name), "catchup", options)
         try:
             load = fanout.load_topics(node.database_url, args.topics)
-            url = f"{node.ws_url}/ws/{fanout.CATCHUP_PREFIX}?since=0"
+            url = f"{node.ws_url}/ws/{fanout.CATCHUP_PREFIX}?since=0{query}"
             runs = [asyncio.run(fanout.catch_up(url, node.headers)) for _ in repeats]
         finally:
             node.stop()
         for run in runs:  # the time to ``synced``, as the peers' times end when all keys are in
             run.update(seconds=run["seconds_to_synced"] or run["seconds"], items=run["distinct_topics"])
-        record = _catchup_record("spread", f"websocket /ws/{fanout.CATCHUP_PREFIX}?since=0", runs, load, args)
+        method = f"websocket /ws/{fanout.CATCHUP_PREFIX}?since=0{query}"
+        record = _catchup_record(name, method, runs, load, args)
+        record["options"] = options
         record["out_of_order_max"] = max(run["out_of_order"] for run in runs)
         record["server_log"] = node.log_problems()
         return [record]

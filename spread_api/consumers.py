@@ -14,9 +14,11 @@ import binascii
 import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, quote
 
+import orjson
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -54,7 +56,13 @@ class _ClientGone(Exception):
 
 
 def _dumps(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON text, non-ASCII kept as is (what ``json.dumps(separators=(",", ":"),
+    ensure_ascii=False)`` gives, at orjson's speed). A client's ``ref`` echoed back may hold what
+    orjson refuses (an integer over 64 bits): the standard library writes that."""
+    try:
+        return orjson.dumps(data).decode("utf-8")
+    except orjson.JSONEncodeError:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
 #: The JSON text of recent events, by ``id()``: the subscribers of a prefix share the events of one
@@ -62,6 +70,9 @@ def _dumps(data: Any) -> str:
 #: holds the event itself, so its id cannot be reused while cached.
 _event_texts: dict[int, tuple[EventJSON, str]] = {}
 EVENT_TEXTS_MAX = 4096
+#: Longest run of events' JSON in one batched frame (``?batch=1``): well under the 1 MiB that
+#: websocket client libraries accept by default.
+BATCH_FRAME_TEXT = 256 * 1024
 
 
 def _event_text(event: EventJSON) -> str:
@@ -73,6 +84,23 @@ def _event_text(event: EventJSON) -> str:
         _event_texts.clear()
     _event_texts[id(event)] = (event, text)
     return text
+
+
+def _batched_texts(events: list[EventJSON]) -> Iterator[tuple[str, int]]:
+    """The events' JSON texts joined by commas, as few groups as keep each under BATCH_FRAME_TEXT
+    characters (one event alone may be longer), with the iteration of each group's last event."""
+    group: list[str] = []
+    length = last = 0
+    for event in events:
+        text = _event_text(event)
+        if group and length + len(text) > BATCH_FRAME_TEXT:
+            yield ",".join(group), last
+            group, length = [], 0
+        group.append(text)
+        length += len(text) + 1
+        last = event["iteration"]
+    if group:
+        yield ",".join(group), last
 
 
 def _query(scope: dict[str, Any]) -> dict[str, str]:
@@ -160,12 +188,13 @@ async def _authenticate(raw_token: str | None) -> Principal:
     return await in_thread_pool(authenticate_token)(raw_token)
 
 
-def _parse_history(value: Any) -> bool:
+def _parse_flag(value: Any, name: str) -> bool:
+    """A 0/1 option (``history``, ``batch``); anything else is refused with ``invalid_<name>``."""
     if value in (None, "", "0", "false", False, 0):
         return False
     if value in ("1", "true", True, 1):
         return True
-    raise InvalidFrame("history must be 0 or 1.", code="invalid_history")
+    raise InvalidFrame(f"{name} must be 0 or 1.", code=f"invalid_{name}")
 
 
 class SpreadWebsocketConsumer(LiveFeeds, AsyncWebsocketConsumer):
@@ -181,7 +210,8 @@ class SpreadWebsocketConsumer(LiveFeeds, AsyncWebsocketConsumer):
         try:
             query = _query(self.scope)
             path = _scope_path(self.scope)
-            since, history = _parse_since(query.get("since")), _parse_history(query.get("history"))
+            since, history = _parse_since(query.get("since")), _parse_flag(query.get("history"), "history")
+            self.batch = _parse_flag(query.get("batch"), "batch")
         except Exception as exc:
             await self.send_error(exc)
             await self.close(code=CLOSE_BAD_REQUEST)
@@ -244,7 +274,7 @@ class SpreadWebsocketConsumer(LiveFeeds, AsyncWebsocketConsumer):
 
     async def on_subscribe(self, frame: dict[str, Any]) -> None:
         path = self._frame_path(frame)
-        since, history = _parse_since(frame.get("since")), _parse_history(frame.get("history"))
+        since, history = _parse_since(frame.get("since")), _parse_flag(frame.get("history"), "history")
         check_read(self.principal, path)
         if path.canonical in self.feeds:
             await self.remove_feed(path.canonical)
@@ -303,8 +333,11 @@ class SpreadWebsocketConsumer(LiveFeeds, AsyncWebsocketConsumer):
         raise InvalidFrame('"path" must be a canonical path string or a list of segments.')
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
+        await self.send_frame_text(_dumps(frame))
+
+    async def send_frame_text(self, text: str) -> None:
         try:
-            await self.send(text_data=_dumps(frame))
+            await self.send(text_data=text)
         except OSError as exc:  # uvicorn's ClientDisconnected: the socket is closed
             raise _ClientGone() from exc
 
@@ -316,10 +349,11 @@ class SpreadWebsocketConsumer(LiveFeeds, AsyncWebsocketConsumer):
         await self.send_frame(frame)
 
     async def send_update(self, event: EventJSON) -> None:
-        try:
-            await self.send(text_data='{"type":"update","event":' + _event_text(event) + "}")
-        except OSError as exc:  # uvicorn's ClientDisconnected: the socket is closed
-            raise _ClientGone() from exc
+        await self.send_frame_text('{"type":"update","event":' + _event_text(event) + "}")
+
+    async def send_updates(self, events: list[EventJSON]) -> None:
+        for texts, _ in _batched_texts(events):
+            await self.send_frame_text('{"type":"updates","events":[' + texts + "]}")
 
     async def send_synced(self, iteration: int, reset: bool) -> None:
         await self.send_frame(
@@ -350,7 +384,8 @@ class SpreadSSEConsumer(LiveFeeds, AsyncConsumer):
             path = _scope_path(self.scope)
             last_event_id = _header(self.scope, b"last-event-id")
             since = _parse_since(last_event_id if last_event_id is not None else query.get("since"))
-            history = _parse_history(query.get("history"))
+            history = _parse_flag(query.get("history"), "history")
+            self.batch = _parse_flag(query.get("batch"), "batch")
             principal = await _authenticate(_scope_token(self.scope, query))
             check_read(principal, path)
         except Exception as exc:
@@ -405,6 +440,10 @@ class SpreadSSEConsumer(LiveFeeds, AsyncConsumer):
 
     async def send_update(self, event: EventJSON) -> None:
         await self.send_text("update", _event_text(event), event["iteration"])
+
+    async def send_updates(self, events: list[EventJSON]) -> None:
+        for texts, last in _batched_texts(events):
+            await self.send_text("updates", "[" + texts + "]", last)
 
     async def send_synced(self, iteration: int, reset: bool) -> None:
         data: dict[str, Any] = {"iteration": iteration, **({"reset": True} if reset else {})}

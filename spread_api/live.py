@@ -162,6 +162,7 @@ class LiveFeeds:
 
     def init_feeds(self) -> None:
         self.feeds: dict[str, Subscription] = {}
+        self.batch = False  # events go out many to a frame (``send_updates``), not one each
         self.delivery_lock = asyncio.Lock()
         self.heartbeat_task: asyncio.Task[None] | None = None
         self.closing = False
@@ -170,6 +171,9 @@ class LiveFeeds:
     # Transport ------------------------------------------------------------------------------------
     async def send_update(self, event: EventJSON) -> None:
         raise NotImplementedError("LiveFeeds consumers must implement send_update()")
+
+    async def send_updates(self, events: list[EventJSON]) -> None:
+        raise NotImplementedError("LiveFeeds consumers must implement send_updates()")
 
     async def send_synced(self, iteration: int, reset: bool) -> None:
         raise NotImplementedError("LiveFeeds consumers must implement send_synced()")
@@ -224,9 +228,13 @@ class LiveFeeds:
                 if not events:
                     subscription.cursor = cursor
                     return True
-                for event in events:
-                    if not await self.timed(self.send_update(event)):
+                if self.batch:
+                    if not await self.timed(self.send_updates(events)):
                         return False
+                else:
+                    for event in events:
+                        if not await self.timed(self.send_update(event)):
+                            return False
                 subscription.cursor = cursor
         return True
 

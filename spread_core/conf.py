@@ -99,6 +99,9 @@ DEFAULTS: dict[str, Any] = {
     # Where validating the cache needs a database query (PostgreSQL), concurrent reads on an event
     # loop share one: each read waits for a validation that started after it did (spread_core.cache).
     "CACHE_SHARED_VALIDATION": True,
+    # Subscription feeds (catch-up and live) read events with plain SQL straight into event JSON
+    # (spread_core.feed_reads); False reads them through the ORM's model instances.
+    "FEED_PLAIN_SQL": True,
     # GET, HEAD, POST and DELETE of /raw/ are answered by spread_api.lean.LeanRawMiddleware (same
     # rules, without Django's handler and middleware chain) where the node's ASGI stack uses it.
     "LEAN_PATH": True,

@@ -179,26 +179,57 @@ class Event(models.Model):
 
     def as_json(self) -> EventJSON:
         """The wire form of an event (HTTP, websocket, SSE and the Python API)."""
-        data: dict[str, Any] = {
-            "id": self.event_id,
-            "path": self.path,
-            "iteration": self.iteration,
-            "from": self.origin,
-            "date": self.date,
-            "content_type": self.content_type,
-            "size": self.size,
-            "complete": self.complete,
-            "deleted": self.deleted,
-        }
-        if self.aborted:
-            data["aborted"] = True
-        if not self.is_blob and self.value is not None and not self.deleted:
-            raw = bytes(self.value)
-            try:
-                data["value"] = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                data["value_b64"] = base64.b64encode(raw).decode("ascii")
-        return data  # type: ignore[return-value]
+        return event_json(
+            self.event_id,
+            self.path,
+            self.iteration,
+            self.origin,
+            self.date,
+            self.content_type,
+            self.size,
+            self.complete,
+            self.deleted,
+            self.aborted,
+            None if self.is_blob or self.deleted else self.value,
+        )
+
+
+def event_json(
+    event_id: str,
+    path: str,
+    iteration: int,
+    origin: str,
+    date: int,
+    content_type: str,
+    size: int,
+    complete: bool,
+    deleted: bool,
+    aborted: bool,
+    inline_value: bytes | memoryview | None,
+) -> EventJSON:
+    """The wire form of an event from its fields (``Event.as_json``, and the feeds' plain-SQL reads,
+    which build no model instance); ``inline_value`` is None for a blob or a tombstone. Booleans
+    may come as SQLite's 0/1."""
+    data: dict[str, Any] = {
+        "id": event_id,
+        "path": path,
+        "iteration": iteration,
+        "from": origin,
+        "date": date,
+        "content_type": content_type,
+        "size": size,
+        "complete": bool(complete),
+        "deleted": bool(deleted),
+    }
+    if aborted:
+        data["aborted"] = True
+    if inline_value is not None:
+        raw = bytes(inline_value)
+        try:
+            data["value"] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            data["value_b64"] = base64.b64encode(raw).decode("ascii")
+    return data  # type: ignore[return-value]
 
 
 class ChangeQuerySet(models.QuerySet["Change"]):

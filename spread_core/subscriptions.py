@@ -17,6 +17,8 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction
 from channels.db import database_sync_to_async
 
+from . import feed_reads
+from .conf import spread_settings
 from .fanout import hub
 from .iteration import current_iteration
 from .models import Change, Event, Topic
@@ -79,13 +81,18 @@ def read_after(prefix: TopicPath, cursor: int, *, history: bool) -> tuple[list[E
     entry (too_late events, completions and aborts included).
     """
     head = current_iteration()
-    events = _read_history(prefix, cursor) if history else _read_current(prefix, cursor)
+    if spread_settings.FEED_PLAIN_SQL:
+        read = feed_reads.history_after if history else feed_reads.current_after
+        events = read(prefix.canonical, cursor, PULL_BATCH)
+    else:
+        events = _read_history(prefix, cursor) if history else _read_current(prefix, cursor)
     if not events:
         return [], max(cursor, head)
     return events, events[-1]["iteration"]
 
 
 def _read_current(prefix: TopicPath, cursor: int) -> list[EventJSON]:
+    """``feed_reads.current_after`` through the ORM (``FEED_PLAIN_SQL`` off)."""
     topics = (
         Topic.objects.under(prefix)
         .filter(changed__gt=cursor)
@@ -105,6 +112,7 @@ def _read_current(prefix: TopicPath, cursor: int) -> list[EventJSON]:
 
 
 def _read_history(prefix: TopicPath, cursor: int) -> list[EventJSON]:
+    """``feed_reads.history_after`` through the ORM (``FEED_PLAIN_SQL`` off)."""
     changes = (
         Change.objects.under(prefix)
         .filter(iteration__gt=cursor)

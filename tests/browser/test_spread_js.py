@@ -148,7 +148,7 @@ def test_client_resumes_every_subscription_from_its_last_iteration_after_a_drop(
 ) -> None:
     page.evaluate("open_client({token: 'tok'}); watch('a'); watch(['b c'])")
     first = node.connection(0)
-    assert (first.path, first.query) == ("/ws/a", {"since": "0", "token": "tok"})
+    assert (first.path, first.query) == ("/ws/a", {"since": "0", "batch": "1", "token": "tok"})
     subscribe = node.frame(first, "subscribe")
     assert (subscribe["path"], subscribe["since"]) == ("b%20c", 0)
 
@@ -157,20 +157,22 @@ def test_client_resumes_every_subscription_from_its_last_iteration_after_a_drop(
     first.send(type="update", event={"path": "b%20c/y", "iteration": 5})
     first.send(type="synced", iteration=5)
     first.send(type="heartbeat", iteration=8)  # both are caught up: both move to 8
-    first.send(type="update", event={"path": "a/z", "iteration": 9})
-    wait_for_log(page, "cursor", "a", 9)
+    # A batched frame (the client asks for batch=1): each event to the subscriptions covering it.
+    first.send(type="updates", events=[{"path": "a/z", "iteration": 9}, {"path": "b%20c/w", "iteration": 10}])
+    wait_for_log(page, "cursor", "b%20c", 10)
     first.route.close(code=SERVICE_RESTART)
 
     second = node.connection(1)
-    assert (second.path, second.query) == ("/ws/a", {"since": "9", "token": "tok"})
+    assert (second.path, second.query) == ("/ws/a", {"since": "9", "batch": "1", "token": "tok"})
     resubscribe = node.frame(second, "subscribe")
-    assert (resubscribe["path"], resubscribe["since"]) == ("b%20c", 8)
+    assert (resubscribe["path"], resubscribe["since"]) == ("b%20c", 10)
     second.send(type="synced", iteration=9)
     wait_for_log(page, "synced", "a", 9, False)
     assert entries(page, "event") == [
         ["event", "a", "a/x", 3],
         ["event", "b%20c", "b%20c/y", 5],
         ["event", "a", "a/z", 9],
+        ["event", "b%20c", "b%20c/w", 10],
     ]
     page.evaluate("client.close()")
     wait_for_log(page, "status", "closed")

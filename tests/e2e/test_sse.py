@@ -259,3 +259,34 @@ async def test_a_private_node_needs_a_token_in_a_header_or_the_url(
         async with open_sse(client, private_node, p, headers=headers, **params) as stream:
             events, _ = await stream.catch_up()
             assert ids_of(events) == [stored["id"]]
+
+
+async def test_batched_messages_carry_the_same_events_and_the_last_iteration_as_id(
+    sse_node: LiveNode, client: httpx.AsyncClient, token: str
+) -> None:
+    p = unique_prefix("sse-batch")
+    written = [await post(client, sse_node, f"{p}/t{index}", f"v{index}", token=token) for index in range(12)]
+    async with open_sse(client, sse_node, p) as stream:
+        one_each, synced_one = await stream.catch_up()
+    async with open_sse(client, sse_node, p, batch=1) as stream:
+        message = await stream.next()
+        assert message.event == "updates", message
+        assert message.data == one_each  # all twelve in one message, in order
+        assert message.id == str(one_each[-1]["iteration"])
+        synced = await stream.next()
+        assert (synced.event, synced.data) == ("synced", synced_one)
+        live = await post(client, sse_node, f"{p}/t0", "live", token=token)
+        message = await stream.next()
+        assert (message.event, message.id) == ("updates", str(live["iteration"]))
+        assert [e["id"] for e in message.data] == [live["id"]]
+    # Resuming from a batch's id (what EventSource sends as Last-Event-ID) misses nothing.
+    resume = {"Last-Event-ID": str(written[5]["iteration"])}
+    async with open_sse(client, sse_node, p, batch=1, headers=resume) as stream:
+        message = await stream.next()
+        assert [e["path"] for e in message.data] == [f"{p}/t{index}" for index in range(6, 12)] + [f"{p}/t0"]
+
+
+async def test_a_bad_batch_parameter_is_a_json_400(sse_node: LiveNode, client: httpx.AsyncClient) -> None:
+    response = await client.get(sse_url(sse_node, "", batch="2"))
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_batch"

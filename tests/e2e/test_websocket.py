@@ -604,3 +604,59 @@ async def test_a_private_node_needs_an_auth_frame_before_the_url_subscription_st
         await ws.send({"type": "auth", "token": writer_token("elsewhere", read=["other"])})
         await ws.error("forbidden")
         await ws.ping()
+
+
+# ----------------------------------------------------------------------------------------------
+# Batched frames (?batch=1)
+
+
+async def batched_catch_up(ws: Any) -> tuple[list[list[dict[str, Any]]], dict[str, Any]]:
+    """The ``updates`` frames' events before the next ``synced``, frame by frame, and that frame."""
+    frames: list[list[dict[str, Any]]] = []
+    while True:
+        frame = await ws.next()
+        if frame["type"] == "synced":
+            return frames, frame
+        assert frame["type"] == "updates", f"a batched subscription sent {frame}"
+        assert frame["events"], "an updates frame carries at least one event"
+        frames.append(frame["events"])
+
+
+async def test_batched_frames_carry_the_same_events_in_the_same_order_and_split_by_size(
+    ws_node: LiveNode, client: httpx.AsyncClient, token: str
+) -> None:
+    p = unique_prefix("batch")
+    for index in range(80):  # inline (under INLINE_MAX); 80 of them are over one frame's 256 KiB
+        await post(client, ws_node, f"{p}/t{index:02d}", f"{index:02d}" + "v" * 3998, token=token)
+    await delete(client, ws_node, f"{p}/t03", token=token)
+
+    async with open_ws(ws_node, p) as ws:
+        one_each, synced_one = await ws.catch_up()
+    async with open_ws(ws_node, p, batch=1) as ws:
+        frames, synced = await batched_catch_up(ws)
+        # Same events, same order, same cursor; several frames, none over the size bound.
+        assert [event for frame in frames for event in frame] == one_each
+        assert synced == synced_one
+        assert 2 <= len(frames) < len(one_each)
+        # Live events come batched too.
+        live = await post(client, ws_node, f"{p}/t00", "live", token=token)
+        frame = await ws.expect("updates")
+        assert [(e["id"], e["iteration"], e["value"]) for e in frame["events"]] == [
+            (live["id"], live["iteration"], "live")
+        ]
+
+    # history=1 batched: the log entries in order, the same as one per frame.
+    async with open_ws(ws_node, p, history=1) as ws:
+        log_each, _ = await ws.catch_up()
+    async with open_ws(ws_node, p, history=1, batch=1) as ws:
+        frames, _ = await batched_catch_up(ws)
+        assert [event for frame in frames for event in frame] == log_each
+    assert len(log_each) == 82
+
+
+async def test_a_bad_batch_parameter_closes_the_socket_with_4400_after_an_error_frame(
+    ws_node: LiveNode,
+) -> None:
+    async with open_ws(ws_node, "", batch="yes") as ws:
+        await ws.error("invalid_batch")
+        assert await ws.closed() == CLOSE_BAD_REQUEST

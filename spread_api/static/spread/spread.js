@@ -325,7 +325,9 @@ export class SpreadClient {
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
     const [first] = this.subscriptions.values();
-    const query = new URLSearchParams({ since: String(first ? first.cursor : 0) });
+    // batch=1: the node sends events many to an `updates` frame (a catch-up of thousands of
+    // topics in a few frames).
+    const query = new URLSearchParams({ since: String(first ? first.cursor : 0), batch: "1" });
     if (this.token) query.set("token", this.token);
     const path = first ? first.path : "";
     const socket = new WebSocket(`${this.base}${path}?${query}`);
@@ -482,9 +484,10 @@ export class SpreadClient {
     const live = [...this.subscriptions.values()].filter((subscription) => subscription.live);
     switch (frame.type) {
       case "update":
-        for (const subscription of live) {
-          if (covers(subscription.path, frame.event.path)) this.deliver(subscription, frame.event);
-        }
+        this.deliverEach(live, [frame.event]);
+        break;
+      case "updates":
+        this.deliverEach(live, frame.events);
         break;
       case "synced": {
         const waiting = live.find((subscription) => !subscription.synced);
@@ -526,6 +529,15 @@ export class SpreadClient {
     if (frame.ref === undefined && frame.code === "forbidden" && url?.live && !url.synced) refused = url;
     if (refused) this.fail(refused, frame);
     this.options.onError?.(frame);
+  }
+
+  /** @param {Subscription[]} live @param {SpreadEvent[]} events in the node's order */
+  deliverEach(live, events) {
+    for (const event of events) {
+      for (const subscription of live) {
+        if (covers(subscription.path, event.path)) this.deliver(subscription, event);
+      }
+    }
   }
 
   /** @param {Subscription} subscription @param {SpreadEvent} event */

@@ -115,6 +115,7 @@ def main() -> None:
         access_log=False,
         timeout_graceful_shutdown=5,
         ws_max_size=1024 * 1024,
+        ws_per_message_deflate=False,  # as spread_node by default (SPREAD["WS_PER_MESSAGE_DEFLATE"])
         ws_ping_interval=None,
     )
     uvicorn.Server(config).run()

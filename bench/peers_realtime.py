@@ -30,7 +30,8 @@ whose server is not installed is skipped with a JSON line saying so.
 
   - spread: websocket ``/ws/cu?since=0`` until ``synced`` (topics written by
     ``bench.fanout.load_topics``); ``spread-batch`` the same with ``&batch=1`` (many events per
-    frame), ``spread-orm`` with the feed's reads through the ORM (``FEED_PLAIN_SQL`` off);
+    frame), ``spread-orm`` with the feed's reads through the ORM (``FEED_PLAIN_SQL`` off),
+    ``spread-deflate`` with websocket compression offered (``WS_PER_MESSAGE_DEFLATE``);
   - nats-kv: JetStream KV, a new connection, ``watch("cu.>")`` (every key of the bucket) until
     nats-py's marker that the initial values are delivered;
   - etcd-watch: one watch on the prefix ``cu/`` from revision 1 (the like-for-like of the two
@@ -66,13 +67,14 @@ from bench import realtime_clients as clients
 from bench.options import add_shared_option
 
 SUITES = ("peers_fanout", "peers_catchup")
-SYSTEMS = ("etcd", "nats", "redis", "spread", "spread-batch", "spread-orm")
+SYSTEMS = ("etcd", "nats", "redis", "spread", "spread-batch", "spread-orm", "spread-deflate")
 #: Catch-up variants of Spread: SPREAD options and query of each (one run measures each change
 #: on and off): batched frames, and the feed's reads through the ORM (before issue 13).
 SPREAD_CATCHUP_VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "spread": ({}, ""),
     "spread-batch": ({}, "&batch=1"),
     "spread-orm": ({"FEED_PLAIN_SQL": False}, ""),
+    "spread-deflate": ({"WS_PER_MESSAGE_DEFLATE": True}, ""),
 }
 SPREAD_COLOUR, PEER_COLOUR = "#417690", "#999"
 PEERS: dict[str, tuple[type[peers.System], type[clients.FanoutPeer]]] = {

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from channels.exceptions import StopConsumer
@@ -26,13 +26,15 @@ from channels.exceptions import StopConsumer
 from spread_core.conf import spread_settings
 from spread_core.fanout import DOORBELL, group_name
 from spread_core.paths import TopicPath
-from spread_core.subscriptions import Subscription, read_after
+from spread_core.subscriptions import Subscription, is_last_page, read_after
 from spread_core.threads import in_thread_pool
 from spread_core.types import EventJSON
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_STOP_TIMEOUT = 2.0
+#: Part of SEND_TIMEOUT by which a send's timeout may be longer (see ``timed_updates``).
+SEND_TIMEOUT_SLACK = 0.1
 DROPPED = "spread.dropped"  # a consumer's message to itself: end after dropping its client
 #: Back-off of a consumer's receive from a channel layer that failed (doubling up to the max).
 LAYER_RETRY_FIRST = 0.5
@@ -87,19 +89,22 @@ async def shared_read(subscription: Subscription, not_before: float) -> tuple[li
     heartbeat, up to HEARTBEAT_READ_AGE earlier (what a heartbeat finds may be that much old: it
     only catches up on doorbells that were lost).
     """
-    key = (subscription.prefix, subscription.history, subscription.cursor)
+    return await asyncio.shield(shared_read_task(subscription, not_before, subscription.cursor))
+
+
+def shared_read_task(subscription: Subscription, not_before: float, cursor: int) -> Read:
+    """The task of ``shared_read`` from ``cursor``, started now if no usable one runs (so a caller
+    can start the read of its next page before it sends the current one)."""
+    key = (subscription.prefix, subscription.history, cursor)
     entry = _recent_reads.get(key)
     if entry is not None and entry[1] >= not_before and _usable(entry[0]):
-        task = entry[0]
-    else:
-        loop = asyncio.get_running_loop()
-        read = in_thread_pool(read_after)
-        task = loop.create_task(
-            read(subscription.topic_prefix, subscription.cursor, history=subscription.history)
-        )
-        _recent_reads[key] = (task, loop.time())
-        task.add_done_callback(lambda done: loop.call_later(HEARTBEAT_READ_AGE, _forget, key, done))
-    return await asyncio.shield(task)
+        return entry[0]
+    loop = asyncio.get_running_loop()
+    read = in_thread_pool(read_after)
+    task = loop.create_task(read(subscription.topic_prefix, cursor, history=subscription.history))
+    _recent_reads[key] = (task, loop.time())
+    task.add_done_callback(lambda done: loop.call_later(HEARTBEAT_READ_AGE, _forget, key, done))
+    return task
 
 
 def _usable(task: Read) -> bool:
@@ -223,27 +228,53 @@ class LiveFeeds:
         if not_before is None:
             not_before = asyncio.get_running_loop().time()
         async with self.delivery_lock:
+            page = shared_read_task(subscription, not_before, subscription.cursor)
             while not subscription.closed:
-                events, cursor = await shared_read(subscription, not_before)
-                if not events:
-                    subscription.cursor = cursor
-                    return True
-                if self.batch:
-                    if not await self.timed(self.send_updates(events)):
+                events, cursor = await asyncio.shield(page)
+                last = is_last_page(events)
+                if not last:  # read the next page while this one goes out
+                    page = shared_read_task(subscription, not_before, cursor)
+                if events:
+                    sent = await (
+                        self.timed(self.send_updates(events)) if self.batch else self.timed_updates(events)
+                    )
+                    if not sent:
                         return False
-                else:
-                    for event in events:
-                        if not await self.timed(self.send_update(event)):
-                            return False
                 subscription.cursor = cursor
+                if last:
+                    return True
         return True
 
-    async def timed(self, sending: Any) -> bool:
+    async def timed(self, sending: Awaitable[None]) -> bool:
         """Await a send; drop the client if it does not take it within SEND_TIMEOUT. False when
         the client is gone (dropped, or its transport refused the message)."""
+        return await self._within_send_timeout(lambda deadline: sending)
+
+    async def timed_updates(self, events: Sequence[EventJSON]) -> bool:
+        """``timed`` for ``send_update`` of each event in turn, under one timeout: renewing a
+        timeout per message cost a tenth of a catch-up's time on the event loop. It is renewed once
+        a tenth of SEND_TIMEOUT has gone by, so each message still gets SEND_TIMEOUT or more."""
+        return await self._within_send_timeout(lambda deadline: self._send_each(events, deadline))
+
+    async def _send_each(self, events: Sequence[EventJSON], deadline: asyncio.Timeout) -> None:
+        loop = asyncio.get_running_loop()
+        limit, slack = spread_settings.SEND_TIMEOUT, spread_settings.SEND_TIMEOUT * SEND_TIMEOUT_SLACK
+        renewed = loop.time()
+        for event in events:
+            await self.send_update(event)
+            now = loop.time()
+            if now - renewed > slack:
+                deadline.reschedule(now + limit + slack)
+                renewed = now
+
+    async def _within_send_timeout(self, send: Callable[[asyncio.Timeout], Awaitable[None]]) -> bool:
+        """Run ``send`` under a timeout of SEND_TIMEOUT plus its slack (what ``_send_each``
+        renews); on a timeout drop the client, on a transport error stop the feeds."""
+        limit = spread_settings.SEND_TIMEOUT
         try:
-            async with asyncio.timeout(spread_settings.SEND_TIMEOUT):  # no task per send, unlike wait_for
-                await sending
+            # asyncio.timeout: no task per send, unlike wait_for
+            async with asyncio.timeout(limit + limit * SEND_TIMEOUT_SLACK) as deadline:
+                await send(deadline)
             return True
         except TimeoutError:
             await self.drop()

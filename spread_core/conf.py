@@ -65,6 +65,10 @@ DEFAULTS: dict[str, Any] = {
     "SEND_TIMEOUT": 10.0,
     # Largest websocket frame accepted (bytes).
     "WS_MAX_FRAME": 1024 * KIB,
+    # spread_node: offer websocket compression (permessage-deflate). Off by default: compressing
+    # and decompressing every frame costs both ends CPU per frame and keeps zlib state per
+    # connection; worth it on slow links, and for batched frames (?batch=1) of compressible JSON.
+    "WS_PER_MESSAGE_DEFLATE": False,
     # Seconds between heartbeats on replication links (an idle peer's cursor advances with them).
     "REPLICATION_HEARTBEAT": 1.0,
     # How often the connector re-reads the peer table, so link changes apply without a restart.

@@ -72,8 +72,8 @@ class Subscription:
 
 def read_after(prefix: TopicPath, cursor: int, *, history: bool) -> tuple[list[EventJSON], int]:
     """The events under ``prefix`` after iteration ``cursor`` (at most ``PULL_BATCH``) and the cursor
-    that follows them. When there is none, that cursor is the node's head: the head is read before
-    the query that found nothing newer, so everything up to it has been seen.
+    that follows them. When there are fewer than that, the cursor is at least the node's head: the
+    head is read before the query that found nothing more, so everything up to it has been seen.
 
     Without ``history``: the current event of each topic that changed after the cursor, its
     ``iteration`` being the one at which the topic changed (the event's own for a write, a later
@@ -88,7 +88,15 @@ def read_after(prefix: TopicPath, cursor: int, *, history: bool) -> tuple[list[E
         events = _read_history(prefix, cursor) if history else _read_current(prefix, cursor)
     if not events:
         return [], max(cursor, head)
+    if is_last_page(events):  # the query found everything it could see: the head included
+        return events, max(head, events[-1]["iteration"])
     return events, events[-1]["iteration"]
+
+
+def is_last_page(events: list[EventJSON]) -> bool:
+    """Whether a ``read_after`` found every event its query could see (fewer than a page): the
+    next read would find only what was committed since, which rings a doorbell of its own."""
+    return len(events) < PULL_BATCH
 
 
 def _read_current(prefix: TopicPath, cursor: int) -> list[EventJSON]:

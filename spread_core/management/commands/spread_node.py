@@ -75,6 +75,7 @@ class Command(BaseCommand):
             timeout_graceful_shutdown=5,
             timeout_keep_alive=spread_settings.KEEP_ALIVE_TIMEOUT,
             ws_max_size=spread_settings.WS_MAX_FRAME,
+            ws_per_message_deflate=spread_settings.WS_PER_MESSAGE_DEFLATE,
             ws_ping_interval=None,  # Spread sends its own heartbeats
         )
         self.stdout.write(

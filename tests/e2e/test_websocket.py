@@ -660,3 +660,18 @@ async def test_a_bad_batch_parameter_closes_the_socket_with_4400_after_an_error_
     async with open_ws(ws_node, "", batch="yes") as ws:
         await ws.error("invalid_batch")
         assert await ws.closed() == CLOSE_BAD_REQUEST
+
+
+async def test_compression_is_negotiated_only_when_the_setting_turns_it_on(
+    ws_node: LiveNode, module_nodes: Callable[..., LiveNode], client: httpx.AsyncClient, token: str
+) -> None:
+    # The websockets client offers permessage-deflate; WS_PER_MESSAGE_DEFLATE is off by default.
+    async with open_ws(ws_node, "") as ws:
+        assert "permessage-deflate" in ws.connection.request.headers.get("Sec-WebSocket-Extensions", "")
+        assert ws.connection.response.headers.get("Sec-WebSocket-Extensions") is None
+    compressing = module_nodes("ws-deflate", SPREAD_OPTIONS='{"WS_PER_MESSAGE_DEFLATE": true}')
+    written = await post(client, compressing, "z/a", "x" * 3000, token=token)
+    async with open_ws(compressing, "z", batch=1) as ws:
+        assert "permessage-deflate" in ws.connection.response.headers.get("Sec-WebSocket-Extensions", "")
+        frame = await ws.expect("updates")
+        assert [(e["id"], e["value"]) for e in frame["events"]] == [(written["id"], "x" * 3000)]

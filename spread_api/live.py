@@ -22,9 +22,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from channels.exceptions import StopConsumer
+from channels.layers import InMemoryChannelLayer
 
 from spread_core.conf import spread_settings
-from spread_core.fanout import DOORBELL, group_name
+from spread_core.fanout import DOORBELL, group_name, hub
 from spread_core.paths import TopicPath
 from spread_core.subscriptions import Subscription, is_last_page, read_after
 from spread_core.threads import in_thread_pool
@@ -117,6 +118,20 @@ def _forget(key: ReadKey, task: Read) -> None:
         del _recent_reads[key]
 
 
+class _LoopFeed:
+    """One subscription of a consumer, as the hub's subscriber on the consumer's loop."""
+
+    __slots__ = ("consumer", "in_layer", "prefix")
+
+    def __init__(self, consumer: LiveFeeds, prefix: str, in_layer: bool) -> None:
+        self.consumer = consumer
+        self.prefix = prefix
+        self.in_layer = in_layer
+
+    def ring(self, iteration: int) -> None:
+        self.consumer.ring_feed(self.prefix, iteration)
+
+
 class LiveFeeds:
     """Mixin for Channels consumers: the feeds of one connection."""
 
@@ -167,11 +182,23 @@ class LiveFeeds:
 
     def init_feeds(self) -> None:
         self.feeds: dict[str, Subscription] = {}
+        self.loop_feeds: dict[str, _LoopFeed] = {}
         self.batch = False  # events go out many to a frame (``send_updates``), not one each
         self.delivery_lock = asyncio.Lock()
         self.heartbeat_task: asyncio.Task[None] | None = None
+        self.rings_task: asyncio.Task[None] | None = None
+        self._rung: dict[str, int] = {}  # prefix -> newest iteration rung, not yet followed
+        self._heard = 0.0  # loop time of the latest ring
+        self._bell = asyncio.Event()
         self.closing = False
         self.dropped = False
+
+    @property
+    def layer_spans_processes(self) -> bool:
+        """Whether doorbells of other processes' writes come through the channel layer (Redis):
+        this process's own writes ring its consumers directly (``fanout.hub``), and an in-memory
+        layer reaches no other process, so then its groups are not joined at all."""
+        return self.channel_layer is not None and not isinstance(self.channel_layer, InMemoryChannelLayer)
 
     # Transport ------------------------------------------------------------------------------------
     async def send_update(self, event: EventJSON) -> None:
@@ -194,7 +221,13 @@ class LiveFeeds:
         """Join the prefix's group, send the catch-up, then ``synced``; live events follow."""
         subscription = Subscription(prefix, since, history=history)
         self.feeds[subscription.prefix] = subscription
-        await self.join(subscription.prefix)
+        feed = self.loop_feeds[subscription.prefix] = _LoopFeed(
+            self, subscription.prefix, self.layer_spans_processes
+        )
+        hub.add_on_loop(feed)  # rung from here on: before the catch-up reads
+        if feed.in_layer:
+            await self.join(subscription.prefix)
+        self.start_following_rings()
         reset = await in_thread_pool(subscription.reset_if_ahead)()
         if await self.deliver(subscription):
             await self.timed(self.send_synced(subscription.cursor, reset))
@@ -205,20 +238,26 @@ class LiveFeeds:
         if subscription is None:
             return False
         subscription.closed = True
-        await self.leave(prefix)
+        feed = self.loop_feeds.pop(prefix)
+        hub.discard_on_loop(feed)
+        if feed.in_layer:
+            await self.leave(prefix)
         return True
 
     async def remove_all_feeds(self) -> None:
         """Stop the heartbeats (unless called from them: they stop on ``closing``) and leave
         every group."""
         self.closing = True
-        heartbeat, self.heartbeat_task = self.heartbeat_task, None
-        if heartbeat is not None and heartbeat is not asyncio.current_task():
-            heartbeat.cancel()
-            # A cancelled send may surface as the transport's own error instead of CancelledError;
-            # the loop stops on ``closing`` either way, and this never waits long.
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(heartbeat, HEARTBEAT_STOP_TIMEOUT)
+        self._bell.set()  # the rings task stops on ``closing``
+        tasks = (self.heartbeat_task, self.rings_task)
+        self.heartbeat_task = self.rings_task = None
+        for task in tasks:
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+                # A cancelled send may surface as the transport's own error instead of
+                # CancelledError; the loop stops on ``closing`` either way, and this never waits long.
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(task, HEARTBEAT_STOP_TIMEOUT)
         for prefix in list(self.feeds):
             await self.remove_feed(prefix)
 
@@ -308,12 +347,46 @@ class LiveFeeds:
         raise StopConsumer()
 
     async def spread_changed(self, message: dict[str, Any]) -> None:
-        """Doorbell from the layer: something under ``prefix`` changed at ``iteration``. Doorbells
-        already covered by an earlier delivery cost nothing: the cursor is past them."""
-        subscription = self.feeds.get(message.get("prefix", ""))
-        heard = asyncio.get_running_loop().time()
-        if subscription is not None and message.get("iteration", 0) > subscription.cursor:
-            await self.deliver(subscription, not_before=heard)
+        """Doorbell from the layer (another process's write): as a ring from this process's hub."""
+        iteration = message.get("iteration", 0)
+        self.ring_feed(message.get("prefix", ""), iteration if isinstance(iteration, int) else 0)
+
+    # Rings ----------------------------------------------------------------------------------------
+    def ring_feed(self, prefix: str, iteration: int) -> None:
+        """Something under ``prefix`` changed at ``iteration`` (on the loop; never blocks): the
+        rings task delivers it. Rings already covered by a delivery cost nothing: the cursor is
+        past them."""
+        subscription = self.feeds.get(prefix)
+        if subscription is None or iteration <= subscription.cursor:
+            return
+        rung = self._rung.get(prefix, 0)
+        if iteration > rung:
+            self._rung[prefix] = iteration
+        self._heard = asyncio.get_running_loop().time()
+        self._bell.set()
+
+    def start_following_rings(self) -> None:
+        if self.rings_task is None and not self.closing:
+            self.rings_task = asyncio.get_running_loop().create_task(self._follow_rings())
+
+    async def _follow_rings(self) -> None:
+        """Deliver what rings announced, one consumer's subscriptions in turn. The reads start
+        after the latest ring heard (rings come after their commits), so they see every write
+        announced; a read that fails (the database is down) is retried by the next heartbeat."""
+        while not self.closing:
+            await self._bell.wait()
+            self._bell.clear()
+            rung, self._rung = self._rung, {}
+            heard = self._heard
+            for prefix, iteration in rung.items():
+                subscription = self.feeds.get(prefix)
+                if self.closing or subscription is None or iteration <= subscription.cursor:
+                    continue
+                try:
+                    if not await self.deliver(subscription, not_before=heard):
+                        return
+                except Exception:
+                    logger.exception("Delivery of %r failed; the next heartbeat retries", prefix)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels closes stale database connections (a hop to its shared thread) before every
@@ -342,7 +415,9 @@ class LiveFeeds:
                         return
                     # Refresh the membership: layers expire group members that are not renewed,
                     # and a restarted layer has lost them all.
-                    await self.join(prefix)
+                    feed = self.loop_feeds.get(prefix)
+                    if feed is not None and feed.in_layer:
+                        await self.join(prefix)
                 if self.feeds:
                     cursor = min(subscription.cursor for subscription in self.feeds.values())
                     if not await self.timed(self.send_heartbeat(cursor)):

@@ -43,12 +43,41 @@ class Subscriber(Protocol):
         event loop or in the writer's thread right after a commit)."""
 
 
+class LoopSubscriber(Protocol):
+    prefix: str
+    #: Whether it also hears doorbells through a channel layer that spans processes (its writers
+    #: there count it in their reports; here it is not counted twice).
+    in_layer: bool
+
+    def ring(self, iteration: int) -> None:
+        """Called on the subscriber's event loop; never blocks, never reads the database."""
+
+
+class LoopFeeds:
+    """The subscribers that live on one event loop (websocket and SSE consumers), keyed by prefix.
+    A commit rings them with one hand-off to their loop, not one per subscriber, and without the
+    channel layer: its in-memory layer builds a queue, deep-copies the message and wakes a receive
+    task per member and per doorbell, most of a delivery's cost with many subscribers."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.by_prefix: dict[str, set[LoopSubscriber]] = defaultdict(set)
+
+    def ring(self, newest: dict[str, int]) -> None:
+        """On the loop: ring every subscriber of each prefix with its iteration."""
+        for prefix, iteration in newest.items():
+            for subscriber in list(self.by_prefix.get(prefix, ())):
+                subscriber.ring(iteration)
+
+
 class Hub:
-    """Registry of this process's in-process (Python API) subscribers, keyed by prefix."""
+    """Registry of this process's subscribers, keyed by prefix: in-process (Python API) ones, rung
+    from any thread, and those of event loops (``LoopFeeds``), rung on their loop."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_prefix: dict[str, set[Subscriber]] = defaultdict(set)
+        self._loops: dict[asyncio.AbstractEventLoop, LoopFeeds] = {}
 
     def add(self, subscriber: Subscriber) -> None:
         with self._lock:
@@ -62,13 +91,70 @@ class Hub:
                 if not subscribers:
                     del self._by_prefix[subscriber.prefix]
 
-    def count(self, prefix: str) -> int:
+    def add_on_loop(self, subscriber: LoopSubscriber) -> None:
+        """Register a subscriber of the running event loop (call on that loop)."""
+        loop = asyncio.get_running_loop()
         with self._lock:
-            return len(self._by_prefix.get(prefix, ()))
+            feeds = self._loops.get(loop)
+            if feeds is None:
+                feeds = self._loops[loop] = LoopFeeds(loop)
+            feeds.by_prefix[subscriber.prefix].add(subscriber)
+
+    def discard_on_loop(self, subscriber: LoopSubscriber) -> None:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            feeds = self._loops.get(loop)
+            if feeds is None:
+                return
+            subscribers = feeds.by_prefix.get(subscriber.prefix)
+            if subscribers is not None:
+                subscribers.discard(subscriber)
+                if not subscribers:
+                    del feeds.by_prefix[subscriber.prefix]
+            if not feeds.by_prefix:
+                del self._loops[loop]
+
+    def count(self, prefix: str) -> int:
+        """Subscribers of ``prefix`` in this process that no layer group counts."""
+        with self._lock:
+            on_loops = sum(
+                1 for feeds in self._loops.values() for s in feeds.by_prefix.get(prefix, ()) if not s.in_layer
+            )
+            return len(self._by_prefix.get(prefix, ())) + on_loops
 
     def notify(self, path: str, iteration: int) -> None:
-        """Ring every in-process subscriber whose prefix covers ``path``."""
+        """Ring every subscriber of this process whose prefix covers ``path``."""
+        self.notify_in_process(path, iteration)
+        self.notify_loops(_prefixes(path, iteration))
+
+    def notify_in_process(self, path: str, iteration: int) -> None:
+        """Ring the in-process (Python API) subscribers whose prefix covers ``path``."""
         _ring_each(self._watching(path), iteration)
+
+    def notify_loops(self, newest: dict[str, int]) -> None:
+        """Ring the loop subscribers of each prefix of ``newest`` with its iteration: once per loop
+        that has any, on that loop (directly when called on it)."""
+        with self._lock:
+            handoffs = [
+                (feeds, relevant)
+                for feeds in self._loops.values()
+                if (relevant := {p: i for p, i in newest.items() if p in feeds.by_prefix})
+            ]
+        if not handoffs:
+            return
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for feeds, relevant in handoffs:
+            if feeds.loop is running:
+                feeds.ring(relevant)
+                continue
+            try:
+                feeds.loop.call_soon_threadsafe(feeds.ring, relevant)
+            except RuntimeError:  # that loop is closed: nobody there will read this
+                with self._lock:
+                    self._loops.pop(feeds.loop, None)
 
     def _watching(self, path: str) -> list[Subscriber]:
         with self._lock:
@@ -143,10 +229,11 @@ def announce_all(changes: list[tuple[str, int]]) -> None:
     one per write (a replication batch of 500 events would otherwise pay 500 hops)."""
     newest: dict[str, int] = {}
     for path, iteration in changes:
-        hub.notify(path, iteration)
+        hub.notify_in_process(path, iteration)
         for prefix in canonical_ancestors(path):
             newest[prefix] = max(newest.get(prefix, 0), iteration)
     if newest:
+        hub.notify_loops(newest)
         async_to_sync(_ring_layer)(newest)
 
 

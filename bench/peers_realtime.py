@@ -67,15 +67,20 @@ from bench import realtime_clients as clients
 from bench.options import add_shared_option
 
 SUITES = ("peers_fanout", "peers_catchup")
-SYSTEMS = ("etcd", "nats", "redis", "spread", "spread-batch", "spread-orm", "spread-deflate")
-#: Catch-up variants of Spread: SPREAD options and query of each (one run measures each change
-#: on and off): batched frames, and the feed's reads through the ORM (before issue 13).
-SPREAD_CATCHUP_VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
+#: Variants of Spread: SPREAD options and query of each, so one run measures each change on and
+#: off: batched frames (catch-up only), the feed's reads through the ORM, websocket compression,
+#: every subscription reading for itself (no pushed pages), Python's own collector thresholds.
+SPREAD_VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "spread": ({}, ""),
     "spread-batch": ({}, "&batch=1"),
     "spread-orm": ({"FEED_PLAIN_SQL": False}, ""),
     "spread-deflate": ({"WS_PER_MESSAGE_DEFLATE": True}, ""),
+    "spread-no-push": ({"FEED_PUSH": False}, ""),
+    "spread-python-gc": ({"GC_THRESHOLDS": None}, ""),
 }
+SYSTEMS = ("etcd", "nats", "redis", *SPREAD_VARIANTS)
+#: What ``make bench`` runs (the other variants by name, with ``--realtime-systems``).
+DEFAULT_SYSTEMS = ("etcd", "nats", "redis", "spread", "spread-batch", "spread-no-push")
 SPREAD_COLOUR, PEER_COLOUR = "#417690", "#999"
 PEERS: dict[str, tuple[type[peers.System], type[clients.FanoutPeer]]] = {
     "etcd": (peers.Etcd, clients.EtcdFanout),
@@ -186,18 +191,19 @@ def run_fanout(args: argparse.Namespace) -> list[dict[str, Any]]:
 def _fanout_system(
     name: str, count: int, args: argparse.Namespace, workdir: Path, common: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    if name in SPREAD_CATCHUP_VARIANTS and name != "spread":
-        _skipped("peers_fanout", name, "a catch-up variant")
-        return []
-    if name == "spread":
-        server = fanout.start_node(_fresh(workdir, "spread"), f"fanout-{count}")
+    if name in SPREAD_VARIANTS:
+        options, query = SPREAD_VARIANTS[name]
+        if query:
+            _skipped("peers_fanout", name, "a catch-up variant")
+            return []
+        server = fanout.start_node(_fresh(workdir, name), f"fanout-{count}", options)
         try:
             result = asyncio.run(fanout.fanout_run(server, count, args.messages, args.rate, args.burst))
         finally:
             server.stop()
         result["problems"]["server_log"] = server.log_problems()
         transport = "websocket /ws/fan?since=0; POST /raw/fan/m<i>"
-        return _fanout_records("spread", transport, count, result, common)
+        return [{**r, "options": options} for r in _fanout_records(name, transport, count, result, common)]
     system_class, peer_class = PEERS[name]
     if not system_class.available():
         _skipped("peers_fanout", name, f"{system_class.binary} is not installed")
@@ -231,8 +237,8 @@ def _catchup_record(
 
 def _catchup_system(name: str, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
     repeats = range(args.catchup_repeats)
-    if name in SPREAD_CATCHUP_VARIANTS:
-        options, query = SPREAD_CATCHUP_VARIANTS[name]
+    if name in SPREAD_VARIANTS:
+        options, query = SPREAD_VARIANTS[name]
         node = fanout.start_node(_fresh(workdir, name), "catchup", options)
         try:
             load = fanout.load_topics(node.database_url, args.topics)
@@ -356,7 +362,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fanout.add_arguments(parser)
     group = parser.add_argument_group("peer fan-out and catch-up suites")
     add_shared_option(
-        group, "--realtime-systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS), help="systems to run"
+        group,
+        "--realtime-systems",
+        nargs="+",
+        choices=SYSTEMS,
+        default=list(DEFAULT_SYSTEMS),
+        help="systems to run",
     )
 
 

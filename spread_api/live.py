@@ -1,11 +1,14 @@
 """What websocket and SSE subscriptions share: feeds that catch up and then follow changes by
-iteration, doorbells from the channel layer, heartbeats, and dropping subscribers that lag.
+iteration, rings from this process's writes and doorbells from other processes' (the channel
+layer), heartbeats, and dropping subscribers that lag.
 
-A consumer mixes in ``LiveFeeds`` and implements the three ``send_*`` methods and ``drop_slow``.
-Each feed is a ``spread_core.subscriptions.Subscription`` (a cursor read from the database): the
-consumer joins the prefix's layer group BEFORE the catch-up, and every delivery reads from the
-database after the cursor, so a write racing with the subscribe is delivered exactly once and
-a dropped doorbell only delays delivery until the next one or the next heartbeat.
+A consumer mixes in ``LiveFeeds`` and implements the ``send_*`` methods and ``drop_slow``. Each
+feed is a ``spread_core.subscriptions.Subscription`` (a cursor read from the database): the
+consumer registers with the hub (and joins the prefix's layer group where the layer spans
+processes) BEFORE the catch-up, and every delivery reads from the database after the cursor, so a
+write racing with the subscribe is delivered exactly once and a lost doorbell only delays delivery
+until the next one or the next heartbeat. The subscriptions of a prefix on one loop share one
+reader (``_PrefixFeeds``), which hands each page to those standing at its cursor.
 
 For the same reason a channel-layer outage (Redis restarting) does not end a subscription: joins,
 leaves and the layer's receive loop wait it out (logged as it starts and ends), the heartbeats keep
@@ -118,18 +121,93 @@ def _forget(key: ReadKey, task: Read) -> None:
         del _recent_reads[key]
 
 
-class _LoopFeed:
-    """One subscription of a consumer, as the hub's subscriber on the consumer's loop."""
+Page = tuple[list[EventJSON], int]  # events read after a cursor, and the cursor after them
 
-    __slots__ = ("consumer", "in_layer", "prefix")
 
-    def __init__(self, consumer: LiveFeeds, prefix: str, in_layer: bool) -> None:
-        self.consumer = consumer
-        self.prefix = prefix
-        self.in_layer = in_layer
+class _PrefixFeeds:
+    """Every subscription of one prefix on this event loop, as one subscriber of the hub.
+
+    A ring reads what changed once, from the cursor the subscriptions stand at (nearly always one
+    for all), and hands that page to each one standing there that is not busy delivering: pushed,
+    with no read or wait of its own. The others (busy, or ``history=1``, which delivers every log
+    entry) are rung to read for themselves, as every one is with ``FEED_PUSH`` off. The page is a
+    read that started after the ring, so it holds everything the ring announced, exactly what the
+    subscription's own read would have found; a subscription whose cursor moved meanwhile reads
+    for itself instead of taking it.
+    """
+
+    def __init__(self, subscription: Subscription) -> None:
+        self.prefix = subscription.prefix
+        self.example = Subscription(subscription.topic_prefix)  # what shared reads are keyed on
+        self.members: dict[LiveFeeds, bool] = {}  # consumer -> whether a layer group counts it
+        self.rung = self.followed = 0
+        self.heard = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+    def uncounted(self) -> int:
+        return sum(1 for in_layer in self.members.values() if not in_layer)
 
     def ring(self, iteration: int) -> None:
-        self.consumer.ring_feed(self.prefix, iteration)
+        if iteration > self.rung:
+            self.rung = iteration
+        loop = asyncio.get_running_loop()
+        self.heard = loop.time()
+        if self.task is None:
+            self.task = loop.create_task(self._push())
+
+    async def _push(self) -> None:
+        try:
+            while self.rung > self.followed:
+                self.followed = self.rung
+                await self._push_up_to(self.followed, self.heard)
+        finally:
+            self.task = None
+
+    async def _push_up_to(self, rung: int, heard: float) -> None:
+        waiting: dict[int, list[LiveFeeds]] = {}
+        push = spread_settings.FEED_PUSH
+        for consumer in list(self.members):
+            subscription = consumer.feeds.get(self.prefix)
+            if consumer.closing or subscription is None or rung <= subscription.cursor:
+                continue
+            if push and not subscription.history and not consumer.delivery_lock.locked():
+                waiting.setdefault(subscription.cursor, []).append(consumer)
+            else:
+                consumer.ring_feed(self.prefix, rung)
+        for cursor, consumers in waiting.items():
+            try:
+                page = await asyncio.shield(shared_read_task(self.example, heard, cursor))
+            except Exception:  # each reads for itself (and the heartbeats retry)
+                page = None
+            for consumer in consumers:
+                if page is None:
+                    consumer.ring_feed(self.prefix, rung)
+                else:
+                    consumer.take_pushed(self.prefix, rung, cursor, page, heard)
+
+
+#: The ``_PrefixFeeds`` of each event loop and prefix.
+_prefix_feeds: dict[tuple[asyncio.AbstractEventLoop, str], _PrefixFeeds] = {}
+
+
+def _join_prefix_feeds(consumer: LiveFeeds, subscription: Subscription, in_layer: bool) -> None:
+    key = (asyncio.get_running_loop(), subscription.prefix)
+    feeds = _prefix_feeds.get(key)
+    if feeds is None:
+        feeds = _prefix_feeds[key] = _PrefixFeeds(subscription)
+        hub.add_on_loop(feeds)
+    feeds.members[consumer] = in_layer
+
+
+def _leave_prefix_feeds(consumer: LiveFeeds, prefix: str) -> None:
+    key = (asyncio.get_running_loop(), prefix)
+    feeds = _prefix_feeds.get(key)
+    if feeds is None:
+        return
+    feeds.members.pop(consumer, None)
+    if not feeds.members:
+        del _prefix_feeds[key]
+        hub.discard_on_loop(feeds)
 
 
 class LiveFeeds:
@@ -182,12 +260,14 @@ class LiveFeeds:
 
     def init_feeds(self) -> None:
         self.feeds: dict[str, Subscription] = {}
-        self.loop_feeds: dict[str, _LoopFeed] = {}
+        self.in_layer: dict[str, bool] = {}  # prefix -> whether its layer group was joined
         self.batch = False  # events go out many to a frame (``send_updates``), not one each
         self.delivery_lock = asyncio.Lock()
         self.heartbeat_task: asyncio.Task[None] | None = None
         self.rings_task: asyncio.Task[None] | None = None
         self._rung: dict[str, int] = {}  # prefix -> newest iteration rung, not yet followed
+        #: prefix -> (iteration to deliver up to, cursor read from, page, loop time of the ring)
+        self._pushed: dict[str, tuple[int, int, Page, float]] = {}
         self._heard = 0.0  # loop time of the latest ring
         self._bell = asyncio.Event()
         self.closing = False
@@ -221,11 +301,9 @@ class LiveFeeds:
         """Join the prefix's group, send the catch-up, then ``synced``; live events follow."""
         subscription = Subscription(prefix, since, history=history)
         self.feeds[subscription.prefix] = subscription
-        feed = self.loop_feeds[subscription.prefix] = _LoopFeed(
-            self, subscription.prefix, self.layer_spans_processes
-        )
-        hub.add_on_loop(feed)  # rung from here on: before the catch-up reads
-        if feed.in_layer:
+        in_layer = self.in_layer[subscription.prefix] = self.layer_spans_processes
+        _join_prefix_feeds(self, subscription, in_layer)  # rung from here on: before the catch-up reads
+        if in_layer:
             await self.join(subscription.prefix)
         self.start_following_rings()
         reset = await in_thread_pool(subscription.reset_if_ahead)()
@@ -238,9 +316,8 @@ class LiveFeeds:
         if subscription is None:
             return False
         subscription.closed = True
-        feed = self.loop_feeds.pop(prefix)
-        hub.discard_on_loop(feed)
-        if feed.in_layer:
+        _leave_prefix_feeds(self, prefix)
+        if self.in_layer.pop(prefix, False):
             await self.leave(prefix)
         return True
 
@@ -261,15 +338,26 @@ class LiveFeeds:
         for prefix in list(self.feeds):
             await self.remove_feed(prefix)
 
-    async def deliver(self, subscription: Subscription, *, not_before: float | None = None) -> bool:
+    async def deliver(
+        self,
+        subscription: Subscription,
+        *,
+        not_before: float | None = None,
+        pushed: tuple[int, Page] | None = None,
+    ) -> bool:
         """Send every event after the subscription's cursor, read by a query that started after
-        ``not_before`` (default: now); False when the client is gone."""
+        ``not_before`` (default: now), starting with the ``pushed`` page if it was read from where
+        the cursor stands; False when the client is gone."""
         if not_before is None:
             not_before = asyncio.get_running_loop().time()
         async with self.delivery_lock:
-            page = shared_read_task(subscription, not_before, subscription.cursor)
+            page: Page | Read
+            if pushed is not None and pushed[0] == subscription.cursor:
+                page = pushed[1]
+            else:
+                page = shared_read_task(subscription, not_before, subscription.cursor)
             while not subscription.closed:
-                events, cursor = await asyncio.shield(page)
+                events, cursor = page if isinstance(page, tuple) else await asyncio.shield(page)
                 last = is_last_page(events)
                 if not last:  # read the next page while this one goes out
                     page = shared_read_task(subscription, not_before, cursor)
@@ -347,7 +435,7 @@ class LiveFeeds:
         raise StopConsumer()
 
     async def spread_changed(self, message: dict[str, Any]) -> None:
-        """Doorbell from the layer (another process's write): as a ring from this process's hub."""
+        """Doorbell from the layer (another process's write): the subscription reads for itself."""
         iteration = message.get("iteration", 0)
         self.ring_feed(message.get("prefix", ""), iteration if isinstance(iteration, int) else 0)
 
@@ -365,6 +453,15 @@ class LiveFeeds:
         self._heard = asyncio.get_running_loop().time()
         self._bell.set()
 
+    def take_pushed(self, prefix: str, rung: int, cursor: int, page: Page, heard: float) -> None:
+        """A page read after ``cursor`` for every subscription of ``prefix`` standing there, for a
+        ring up to ``rung`` (on the loop): the rings task sends it if the cursor is still there,
+        else reads for itself."""
+        if self.closing or prefix not in self.feeds:
+            return
+        self._pushed[prefix] = (max(rung, page[1]), cursor, page, heard)
+        self._bell.set()
+
     def start_following_rings(self) -> None:
         if self.rings_task is None and not self.closing:
             self.rings_task = asyncio.get_running_loop().create_task(self._follow_rings())
@@ -376,17 +473,29 @@ class LiveFeeds:
         while not self.closing:
             await self._bell.wait()
             self._bell.clear()
+            pushed, self._pushed = self._pushed, {}
+            for prefix, (iteration, cursor, page, heard) in pushed.items():
+                if not await self._follow(prefix, iteration, heard, (cursor, page)):
+                    return
             rung, self._rung = self._rung, {}
             heard = self._heard
             for prefix, iteration in rung.items():
-                subscription = self.feeds.get(prefix)
-                if self.closing or subscription is None or iteration <= subscription.cursor:
-                    continue
-                try:
-                    if not await self.deliver(subscription, not_before=heard):
-                        return
-                except Exception:
-                    logger.exception("Delivery of %r failed; the next heartbeat retries", prefix)
+                if not await self._follow(prefix, iteration, heard):
+                    return
+
+    async def _follow(
+        self, prefix: str, iteration: int, heard: float, pushed: tuple[int, Page] | None = None
+    ) -> bool:
+        """Deliver to the subscription of ``prefix`` if it is behind ``iteration``; False when the
+        client is gone."""
+        subscription = self.feeds.get(prefix)
+        if self.closing or subscription is None or iteration <= subscription.cursor:
+            return not self.closing
+        try:
+            return await self.deliver(subscription, not_before=heard, pushed=pushed)
+        except Exception:
+            logger.exception("Delivery of %r failed; the next heartbeat retries", prefix)
+            return True
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels closes stale database connections (a hop to its shared thread) before every
@@ -415,8 +524,7 @@ class LiveFeeds:
                         return
                     # Refresh the membership: layers expire group members that are not renewed,
                     # and a restarted layer has lost them all.
-                    feed = self.loop_feeds.get(prefix)
-                    if feed is not None and feed.in_layer:
+                    if self.in_layer.get(prefix):
                         await self.join(prefix)
                 if self.feeds:
                     cursor = min(subscription.cursor for subscription in self.feeds.values())

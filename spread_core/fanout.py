@@ -45,12 +45,13 @@ class Subscriber(Protocol):
 
 class LoopSubscriber(Protocol):
     prefix: str
-    #: Whether it also hears doorbells through a channel layer that spans processes (its writers
-    #: there count it in their reports; here it is not counted twice).
-    in_layer: bool
 
     def ring(self, iteration: int) -> None:
         """Called on the subscriber's event loop; never blocks, never reads the database."""
+
+    def uncounted(self) -> int:
+        """The clients it stands for that no channel-layer group counts (those that also hear
+        doorbells through a layer spanning processes are counted there, not twice)."""
 
 
 class LoopFeeds:
@@ -118,7 +119,7 @@ class Hub:
         """Subscribers of ``prefix`` in this process that no layer group counts."""
         with self._lock:
             on_loops = sum(
-                1 for feeds in self._loops.values() for s in feeds.by_prefix.get(prefix, ()) if not s.in_layer
+                s.uncounted() for feeds in self._loops.values() for s in feeds.by_prefix.get(prefix, ())
             )
             return len(self._by_prefix.get(prefix, ())) + on_loops
 

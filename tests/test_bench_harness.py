@@ -50,7 +50,13 @@ def _children() -> list[Path]:
 
 
 # Suites 3 and 4 (bench.peers_realtime): fan-out and catch-up on Spread and the peers ---------------
-REALTIME_BINARIES = {"spread": None, "etcd": "etcd", "redis": "redis-server", "nats": "nats-server"}
+REALTIME_BINARIES = {
+    "spread": None,
+    "spread-no-push": None,
+    "etcd": "etcd",
+    "redis": "redis-server",
+    "nats": "nats-server",
+}
 
 
 def _realtime_args(system: str, results_dir: Path) -> argparse.Namespace:
@@ -86,7 +92,13 @@ def test_the_realtime_suites_deliver_every_message_and_key_then_stop_the_system(
     assert [json.loads(line) for line in lines] == fan
 
     catch = peers_realtime.run_catchup(args)
-    expected = {"spread": ["spread"], "nats": ["nats-kv"], "etcd": ["etcd-watch", "etcd-range"], "redis": []}
+    expected = {
+        "spread": ["spread"],
+        "spread-no-push": ["spread-no-push"],
+        "nats": ["nats-kv"],
+        "etcd": ["etcd-watch", "etcd-range"],
+        "redis": [],
+    }
     assert [r["system"] for r in catch] == expected[system]
     for record in catch:
         assert record["complete"] and record["items"] == 20 and record["errors"] == [], record
@@ -101,6 +113,14 @@ def test_the_realtime_suites_deliver_every_message_and_key_then_stop_the_system(
     # Stopped: no peer server and no Spread node is left running.
     assert not any(p.name in PEER_BINARIES.values() for p in _children())
     assert not any("spread_node" in command for command in _child_commands())
+
+
+def test_the_batched_catch_up_variant_gets_every_key_and_has_no_fanout(tmp_path: Path) -> None:
+    args = _realtime_args("spread-batch", tmp_path)
+    assert peers_realtime.run_fanout(args) == []  # batching is measured on catch-ups only
+    [record] = peers_realtime.run_catchup(args)
+    assert (record["system"], record["complete"], record["items"]) == ("spread-batch", True, 20), record
+    assert record["method"].endswith("&batch=1")
 
 
 def test_the_fanout_ratios_compare_each_system_with_etcd_at_the_same_size_and_phase() -> None:

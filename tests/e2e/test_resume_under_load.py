@@ -9,8 +9,9 @@ ever receives must be past everything it received before, across all its connect
 writers are done, each subscriber resumes one last time, reads up to ``synced`` (which must be the
 node's head) and a heartbeat, and its view (path → current event id) must equal the node's state.
 
-It runs on the channels-redis layer: one node, and two node processes sharing one database and one
-Redis (writers and subscribers spread over both), the multi-worker deployment. Nodes use half-second
+It runs on the in-memory layer (one node, with pushed pages and without), and on the channels-redis
+layer: one node, and two node processes sharing one database and one Redis (writers and
+subscribers spread over both), the multi-worker deployment. Nodes use half-second
 heartbeats so that the final drain is short.
 """
 
@@ -259,6 +260,20 @@ async def test_resuming_subscribers_see_every_change_once_on_one_node_on_redis(
     redis = require_redis()
     node = make_node("load-redis", REDIS_URL=redis, DJANGO_SETTINGS_MODULE=REALTIME_SETTINGS)
     await run_load([node], tmp_path, seed=1)
+
+
+@pytest.mark.parametrize("push", [True, False], ids=["pushed-pages", "own-reads"])
+async def test_resuming_subscribers_see_every_change_once_on_the_in_memory_layer(
+    make_node: Callable[..., LiveNode], tmp_path: Path, push: bool
+) -> None:
+    # The default embedded setup: the node's own writes ring its consumers (no layer group),
+    # which take pushed pages (FEED_PUSH) or each read for itself.
+    node = make_node(
+        "load-memory",
+        DJANGO_SETTINGS_MODULE=REALTIME_SETTINGS,
+        SPREAD_OPTIONS=json.dumps({"FEED_PUSH": push}),
+    )
+    await run_load([node], tmp_path, seed=3)
 
 
 async def test_resuming_subscribers_see_every_change_once_across_two_nodes_sharing_a_database(

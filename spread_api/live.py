@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -37,6 +38,8 @@ from spread_core.types import EventJSON
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_STOP_TIMEOUT = 2.0
+#: Longest time between two looks of the heartbeat clock at who is due (seconds).
+HEARTBEAT_CLOCK_TICK = 0.25
 #: Part of SEND_TIMEOUT by which a send's timeout may be longer (see ``timed_updates``).
 SEND_TIMEOUT_SLACK = 0.1
 DROPPED = "spread.dropped"  # a consumer's message to itself: end after dropping its client
@@ -186,6 +189,60 @@ class _PrefixFeeds:
                     consumer.take_pushed(self.prefix, rung, cursor, page, heard)
 
 
+class _HeartbeatClock:
+    """When each consumer of one event loop is due a heartbeat, every HEARTBEAT_INTERVAL from its
+    first subscription: one task per loop tells them (their rings task sends it), instead of a
+    sleeping task per connection, which 10,000 idle subscribers paid in memory."""
+
+    def __init__(self) -> None:
+        self.due: list[tuple[float, int, LiveFeeds]] = []  # a heap
+        self.members: dict[LiveFeeds, int] = {}  # consumer -> its entry's sequence number
+        self.sequence = 0
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, consumer: LiveFeeds) -> None:
+        self._schedule(consumer, asyncio.get_running_loop().time() + spread_settings.HEARTBEAT_INTERVAL)
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._tick())
+
+    def discard(self, consumer: LiveFeeds) -> None:
+        self.members.pop(consumer, None)  # its heap entry is skipped when it comes up
+
+    def _schedule(self, consumer: LiveFeeds, when: float) -> None:
+        self.sequence += 1
+        self.members[consumer] = self.sequence
+        heapq.heappush(self.due, (when, self.sequence, consumer))
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.members:
+                interval = spread_settings.HEARTBEAT_INTERVAL
+                await asyncio.sleep(min(HEARTBEAT_CLOCK_TICK, interval / 4))
+                now = loop.time()
+                while self.due and self.due[0][0] <= now:
+                    when, sequence, consumer = heapq.heappop(self.due)
+                    if self.members.get(consumer) != sequence:
+                        continue  # discarded, or scheduled again since
+                    self._schedule(consumer, max(when + interval, now))
+                    consumer.heartbeat_due()
+        finally:
+            self.task = None
+            self.due = [entry for entry in self.due if self.members.get(entry[2]) == entry[1]]
+            heapq.heapify(self.due)
+
+
+_heartbeat_clocks: dict[asyncio.AbstractEventLoop, _HeartbeatClock] = {}
+
+
+def _heartbeat_clock() -> _HeartbeatClock:
+    loop = asyncio.get_running_loop()
+    clock = _heartbeat_clocks.get(loop)
+    if clock is None:
+        clock = _heartbeat_clocks[loop] = _HeartbeatClock()
+    return clock
+
+
 #: The ``_PrefixFeeds`` of each event loop and prefix.
 _prefix_feeds: dict[tuple[asyncio.AbstractEventLoop, str], _PrefixFeeds] = {}
 
@@ -263,7 +320,8 @@ class LiveFeeds:
         self.in_layer: dict[str, bool] = {}  # prefix -> whether its layer group was joined
         self.batch = False  # events go out many to a frame (``send_updates``), not one each
         self.delivery_lock = asyncio.Lock()
-        self.heartbeat_task: asyncio.Task[None] | None = None
+        self.heartbeat_scheduled = False
+        self._heartbeat_due = False
         self.rings_task: asyncio.Task[None] | None = None
         self._rung: dict[str, int] = {}  # prefix -> newest iteration rung, not yet followed
         #: prefix -> (iteration to deliver up to, cursor read from, page, loop time of the ring)
@@ -326,15 +384,15 @@ class LiveFeeds:
         every group."""
         self.closing = True
         self._bell.set()  # the rings task stops on ``closing``
-        tasks = (self.heartbeat_task, self.rings_task)
-        self.heartbeat_task = self.rings_task = None
-        for task in tasks:
-            if task is not None and task is not asyncio.current_task():
-                task.cancel()
-                # A cancelled send may surface as the transport's own error instead of
-                # CancelledError; the loop stops on ``closing`` either way, and this never waits long.
-                with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await asyncio.wait_for(task, HEARTBEAT_STOP_TIMEOUT)
+        if self.heartbeat_scheduled:
+            _heartbeat_clock().discard(self)
+        task, self.rings_task = self.rings_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            # A cancelled send may surface as the transport's own error instead of CancelledError;
+            # the loop stops on ``closing`` either way, and this never waits long.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(task, HEARTBEAT_STOP_TIMEOUT)
         for prefix in list(self.feeds):
             await self.remove_feed(prefix)
 
@@ -482,6 +540,10 @@ class LiveFeeds:
             for prefix, iteration in rung.items():
                 if not await self._follow(prefix, iteration, heard):
                     return
+            if self._heartbeat_due and not self.closing:
+                self._heartbeat_due = False
+                if not await self._heartbeat():
+                    return
 
     async def _follow(
         self, prefix: str, iteration: int, heard: float, pushed: tuple[int, Page] | None = None
@@ -508,29 +570,33 @@ class LiveFeeds:
 
     # Heartbeats -----------------------------------------------------------------------------------
     def start_heartbeat(self) -> None:
-        if self.heartbeat_task is None:
-            self.heartbeat_task = asyncio.get_running_loop().create_task(self._heartbeats())
+        if not self.heartbeat_scheduled:
+            self.heartbeat_scheduled = True
+            _heartbeat_clock().add(self)
 
-    async def _heartbeats(self) -> None:
-        interval = spread_settings.HEARTBEAT_INTERVAL
-        while not self.closing:
-            await asyncio.sleep(interval)
-            if self.closing:
-                return
-            try:
-                for prefix, subscription in list(self.feeds.items()):
-                    recent = asyncio.get_running_loop().time() - HEARTBEAT_READ_AGE
-                    if not await self.deliver(subscription, not_before=recent):
-                        return
-                    # Refresh the membership: layers expire group members that are not renewed,
-                    # and a restarted layer has lost them all.
-                    if self.in_layer.get(prefix):
-                        await self.join(prefix)
-                if self.feeds:
-                    cursor = min(subscription.cursor for subscription in self.feeds.values())
-                    if not await self.timed(self.send_heartbeat(cursor)):
-                        return
-            except Exception:
-                if self.closing:  # the client went away while we were sending
-                    return
-                logger.exception("Heartbeat failed; the next one retries")
+    def heartbeat_due(self) -> None:
+        """The clock says it is time (on the loop): the rings task sends the heartbeat."""
+        self._heartbeat_due = True
+        self._bell.set()
+
+    async def _heartbeat(self) -> bool:
+        """Deliver what doorbells may have missed, renew layer groups, then send the lowest
+        cursor; False when the client is gone."""
+        try:
+            for prefix, subscription in list(self.feeds.items()):
+                recent = asyncio.get_running_loop().time() - HEARTBEAT_READ_AGE
+                if not await self.deliver(subscription, not_before=recent):
+                    return False
+                # Refresh the membership: layers expire group members that are not renewed,
+                # and a restarted layer has lost them all.
+                if self.in_layer.get(prefix):
+                    await self.join(prefix)
+            if self.feeds:
+                cursor = min(subscription.cursor for subscription in self.feeds.values())
+                if not await self.timed(self.send_heartbeat(cursor)):
+                    return False
+        except Exception:
+            if self.closing:  # the client went away while we were sending
+                return False
+            logger.exception("Heartbeat failed; the next one retries")
+        return True

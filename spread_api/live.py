@@ -143,12 +143,22 @@ class _PrefixFeeds:
         self.prefix = subscription.prefix
         self.example = Subscription(subscription.topic_prefix)  # what shared reads are keyed on
         self.members: dict[LiveFeeds, bool] = {}  # consumer -> whether a layer group counts it
+        self.uncounted_members = 0  # members no layer group counts (read from writers' threads)
         self.rung = self.followed = 0
         self.heard = 0.0
         self.task: asyncio.Task[None] | None = None
 
     def uncounted(self) -> int:
-        return sum(1 for in_layer in self.members.values() if not in_layer)
+        return self.uncounted_members
+
+    def join(self, consumer: LiveFeeds, in_layer: bool) -> None:
+        self.leave(consumer)
+        self.members[consumer] = in_layer
+        self.uncounted_members += not in_layer
+
+    def leave(self, consumer: LiveFeeds) -> None:
+        if consumer in self.members:
+            self.uncounted_members -= not self.members.pop(consumer)
 
     def ring(self, iteration: int) -> None:
         if iteration > self.rung:
@@ -253,7 +263,7 @@ def _join_prefix_feeds(consumer: LiveFeeds, subscription: Subscription, in_layer
     if feeds is None:
         feeds = _prefix_feeds[key] = _PrefixFeeds(subscription)
         hub.add_on_loop(feeds)
-    feeds.members[consumer] = in_layer
+    feeds.join(consumer, in_layer)
 
 
 def _leave_prefix_feeds(consumer: LiveFeeds, prefix: str) -> None:
@@ -261,7 +271,7 @@ def _leave_prefix_feeds(consumer: LiveFeeds, prefix: str) -> None:
     feeds = _prefix_feeds.get(key)
     if feeds is None:
         return
-    feeds.members.pop(consumer, None)
+    feeds.leave(consumer)
     if not feeds.members:
         del _prefix_feeds[key]
         hub.discard_on_loop(feeds)

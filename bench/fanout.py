@@ -130,13 +130,15 @@ class Server:
         return found
 
 
-def start_node(workdir: Path, name: str, options: dict[str, Any] | None = None) -> Server:
-    """A node on SQLite in ``workdir``, with ``options`` merged into its ``SPREAD``."""
+def start_node(workdir: Path, name: str, options: dict[str, Any] | None = None, **extra_env: str) -> Server:
+    """A node on SQLite in ``workdir``, with ``options`` merged into its ``SPREAD`` (and
+    ``extra_env``: ``DATABASE_URL`` to share another node's database, ``REDIS_URL``)."""
     env = {
         "DATABASE_URL": f"sqlite:///{workdir / (name + '.sqlite3')}",
         "SECRET_KEY": BENCH_SECRET,
         "SPREAD_NODE_NAME": "bench",
         "SPREAD_OPTIONS": json.dumps(options or {}),
+        **extra_env,
     }
     log_path = workdir / f"{name}.log"
     node = LiveNode(REPO / "manage.py", env, log_path=log_path).start()
@@ -378,14 +380,27 @@ async def run_phases(
     return result
 
 
-async def fanout_run(server: Server, count: int, messages: int, rate: float, burst: int) -> dict[str, Any]:
-    """Subscribe ``count`` websockets, then a paced phase and a burst phase; figures per phase."""
+async def fanout_run(
+    server: Server,
+    count: int,
+    messages: int,
+    rate: float,
+    burst: int,
+    subscribe_to: list[Server] | None = None,
+) -> dict[str, Any]:
+    """Subscribe ``count`` websockets (to the ``subscribe_to`` servers in turn, default
+    ``server``), then a paced phase and a burst phase of POSTs to ``server``; figures per phase."""
     tally = Tally()
     subscribers = [Subscriber(tally) for _ in range(count)]
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-    url = f"{server.ws_url}/ws/{PREFIX}?since=0"
+    targets = subscribe_to or [server]
     started = time.perf_counter()
-    tasks = [asyncio.create_task(s.run(url, server.headers, gate)) for s in subscribers]
+    tasks = [
+        asyncio.create_task(
+            s.run(f"{targets[i % len(targets)].ws_url}/ws/{PREFIX}?since=0", server.headers, gate)
+        )
+        for i, s in enumerate(subscribers)
+    ]
     result: dict[str, Any] = {}
     try:
         with contextlib.suppress(TimeoutError):

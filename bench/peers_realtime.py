@@ -78,7 +78,9 @@ SPREAD_VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "spread-no-push": ({"FEED_PUSH": False}, ""),
     "spread-python-gc": ({"GC_THRESHOLDS": None}, ""),
 }
-SYSTEMS = ("etcd", "nats", "redis", *SPREAD_VARIANTS)
+#: Spread on the channels-redis layer (fan-out only): node processes sharing one database.
+REDIS_VARIANTS = {"spread-redis": 1, "spread-redis-2": 2}
+SYSTEMS = ("etcd", "nats", "redis", *SPREAD_VARIANTS, *REDIS_VARIANTS)
 #: What ``make bench`` runs (the other variants by name, with ``--realtime-systems``).
 DEFAULT_SYSTEMS = ("etcd", "nats", "redis", "spread", "spread-batch", "spread-no-push")
 SPREAD_COLOUR, PEER_COLOUR = "#417690", "#999"
@@ -191,6 +193,8 @@ def run_fanout(args: argparse.Namespace) -> list[dict[str, Any]]:
 def _fanout_system(
     name: str, count: int, args: argparse.Namespace, workdir: Path, common: dict[str, Any]
 ) -> list[dict[str, Any]]:
+    if name in REDIS_VARIANTS:
+        return _fanout_on_redis(name, count, args, workdir, common)
     if name in SPREAD_VARIANTS:
         options, query = SPREAD_VARIANTS[name]
         if query:
@@ -212,6 +216,41 @@ def _fanout_system(
         peer = peer_class(system)
         result = asyncio.run(clients.peer_fanout_run(peer, count, args.messages, args.rate, args.burst))
     return _fanout_records(name, peer_class.transport, count, result, common)
+
+
+def _fanout_on_redis(
+    name: str, count: int, args: argparse.Namespace, workdir: Path, common: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Spread on the channels-redis layer (a private Redis): one node process, or two sharing one
+    database with the subscribers spread over both (the publisher POSTs to the first)."""
+    if not peers.Redis.available():
+        _skipped("peers_fanout", name, "redis-server is not installed")
+        return []
+    processes = REDIS_VARIANTS[name]
+    directory = _fresh(workdir, name)
+    with _started(peers.Redis(_fresh(directory, "redis"))) as redis:
+        redis_url = f"redis://127.0.0.1:{redis.port}/0"
+        first = fanout.start_node(directory, f"fanout-{count}", REDIS_URL=redis_url)
+        nodes = [first]
+        try:
+            nodes += [
+                fanout.start_node(
+                    directory, f"fanout-{count}-{i}", DATABASE_URL=first.database_url, REDIS_URL=redis_url
+                )
+                for i in range(1, processes)
+            ]
+            result = asyncio.run(
+                fanout.fanout_run(first, count, args.messages, args.rate, args.burst, subscribe_to=nodes)
+            )
+        finally:
+            for node in nodes:
+                node.stop()
+    result["problems"]["server_log"] = [node.log_problems() for node in nodes]
+    transport = f"websocket /ws/fan?since=0 over {processes} node process(es) on Redis; POST to the first"
+    return [
+        {**r, "processes": processes, "layer": "redis"}
+        for r in _fanout_records(name, transport, count, result, common)
+    ]
 
 
 # Catch-up -----------------------------------------------------------------------------------------
@@ -237,6 +276,9 @@ def _catchup_record(
 
 def _catchup_system(name: str, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
     repeats = range(args.catchup_repeats)
+    if name in REDIS_VARIANTS:
+        _skipped("peers_catchup", name, "a fan-out variant (the catch-up reads the same database)")
+        return []
     if name in SPREAD_VARIANTS:
         options, query = SPREAD_VARIANTS[name]
         node = fanout.start_node(_fresh(workdir, name), "catchup", options)

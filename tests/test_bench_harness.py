@@ -115,6 +115,19 @@ def test_the_realtime_suites_deliver_every_message_and_key_then_stop_the_system(
     assert not any("spread_node" in command for command in _child_commands())
 
 
+def test_the_two_process_redis_variant_delivers_every_message_to_subscribers_on_both(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None:
+        service_missing("redis-server is not installed")
+    args = _realtime_args("spread-redis-2", tmp_path)
+    fan = peers_realtime.run_fanout(args)
+    assert [(r["system"], r["processes"]) for r in fan] == [("spread-redis-2", 2)] * 2
+    for record in fan:
+        assert (record["messages"], record["deliveries"], record["missing"]) == (3, 9, 0), record
+        assert record["duplicates"] == 0 and record["subscribed"] == 3
+    assert peers_realtime.run_catchup(args) == []
+    assert not any("spread_node" in command for command in _child_commands())
+
+
 def test_the_batched_catch_up_variant_gets_every_key_and_has_no_fanout(tmp_path: Path) -> None:
     args = _realtime_args("spread-batch", tmp_path)
     assert peers_realtime.run_fanout(args) == []  # batching is measured on catch-ups only

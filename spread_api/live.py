@@ -257,13 +257,13 @@ def _heartbeat_clock() -> _HeartbeatClock:
 _prefix_feeds: dict[tuple[asyncio.AbstractEventLoop, str], _PrefixFeeds] = {}
 
 
-def _join_prefix_feeds(consumer: LiveFeeds, subscription: Subscription, in_layer: bool) -> None:
+def _join_prefix_feeds(consumer: LiveFeeds, subscription: Subscription) -> None:
     key = (asyncio.get_running_loop(), subscription.prefix)
     feeds = _prefix_feeds.get(key)
     if feeds is None:
         feeds = _prefix_feeds[key] = _PrefixFeeds(subscription)
         hub.add_on_loop(feeds)
-    feeds.join(consumer, in_layer)
+    feeds.join(consumer, consumer.layer_spans_processes)
 
 
 def _leave_prefix_feeds(consumer: LiveFeeds, prefix: str) -> None:
@@ -327,7 +327,6 @@ class LiveFeeds:
 
     def init_feeds(self) -> None:
         self.feeds: dict[str, Subscription] = {}
-        self.in_layer: dict[str, bool] = {}  # prefix -> whether its layer group was joined
         self.batch = False  # events go out many to a frame (``send_updates``), not one each
         self.delivery_lock = asyncio.Lock()
         self.heartbeat_scheduled = False
@@ -369,9 +368,8 @@ class LiveFeeds:
         """Join the prefix's group, send the catch-up, then ``synced``; live events follow."""
         subscription = Subscription(prefix, since, history=history)
         self.feeds[subscription.prefix] = subscription
-        in_layer = self.in_layer[subscription.prefix] = self.layer_spans_processes
-        _join_prefix_feeds(self, subscription, in_layer)  # rung from here on: before the catch-up reads
-        if in_layer:
+        _join_prefix_feeds(self, subscription)  # rung from here on: before the catch-up reads
+        if self.layer_spans_processes:
             await self.join(subscription.prefix)
         self.start_following_rings()
         reset = await in_thread_pool(subscription.reset_if_ahead)()
@@ -385,7 +383,7 @@ class LiveFeeds:
             return False
         subscription.closed = True
         _leave_prefix_feeds(self, prefix)
-        if self.in_layer.pop(prefix, False):
+        if self.layer_spans_processes:
             await self.leave(prefix)
         return True
 
@@ -599,7 +597,7 @@ class LiveFeeds:
                     return False
                 # Refresh the membership: layers expire group members that are not renewed,
                 # and a restarted layer has lost them all.
-                if self.in_layer.get(prefix):
+                if self.layer_spans_processes:
                     await self.join(prefix)
             if self.feeds:
                 cursor = min(subscription.cursor for subscription in self.feeds.values())

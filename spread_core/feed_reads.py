@@ -17,6 +17,7 @@ from django.db import connection
 
 from .models import Change, Event, Topic, event_json
 from .paths import SEPARATOR
+from .statements import quoted_column, quoted_table
 from .types import EventJSON
 
 #: The event columns a feed's JSON is built from, in ``event_json``'s order (after the path).
@@ -35,42 +36,33 @@ _EVENT_FIELDS = (
 )
 
 
-def _quoted(model: type[Any], attname: str) -> str:
-    field = next(f for f in model._meta.concrete_fields if f.attname == attname)
-    return connection.ops.quote_name(field.column)
-
-
-def _table(model: type[Any]) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
-
-
 @cache  # per database vendor: quoting is the backend's
 def _statements(vendor: str) -> dict[str, str]:
-    event_columns = ", ".join(f"e.{_quoted(Event, name)}" for name in _EVENT_FIELDS)
-    topic_path, topic_changed = f"t.{_quoted(Topic, 'path')}", f"t.{_quoted(Topic, 'changed')}"
-    event_key, event_topic = f"e.{_quoted(Event, 'iteration')}", f"e.{_quoted(Event, 'topic_id')}"
+    event_columns = ", ".join(f"e.{quoted_column(Event, name)}" for name in _EVENT_FIELDS)
+    topic_path, topic_changed = f"t.{quoted_column(Topic, 'path')}", f"t.{quoted_column(Topic, 'changed')}"
+    event_key, event_topic = f"e.{quoted_column(Event, 'iteration')}", f"e.{quoted_column(Event, 'topic_id')}"
     return {
         # The current event of each topic changed after the cursor; a topic left without any
         # value by an abort has none (LEFT JOIN: its e columns are NULL).
         "current": (
-            f"SELECT {topic_path}, {topic_changed}, t.{_quoted(Topic, 'id')}, {event_columns} "
-            f"FROM {_table(Topic)} t LEFT JOIN {_table(Event)} e "
-            f"ON {event_key} = t.{_quoted(Topic, 'current_id')} "
+            f"SELECT {topic_path}, {topic_changed}, t.{quoted_column(Topic, 'id')}, {event_columns} "
+            f"FROM {quoted_table(Topic)} t LEFT JOIN {quoted_table(Event)} e "
+            f"ON {event_key} = t.{quoted_column(Topic, 'current_id')} "
             f"WHERE {topic_changed} > %s{{under}} ORDER BY {topic_changed} LIMIT %s"
         ),
         # Every log entry after the cursor, with the event it is about.
         "history": (
-            f"SELECT {topic_path}, c.{_quoted(Change, 'iteration')}, {event_columns} "
-            f"FROM {_table(Change)} c "
-            f"JOIN {_table(Event)} e ON {event_key} = c.{_quoted(Change, 'event_id')} "
-            f"JOIN {_table(Topic)} t ON t.{_quoted(Topic, 'id')} = {event_topic} "
-            f"WHERE c.{_quoted(Change, 'iteration')} > %s{{under}} "
-            f"ORDER BY c.{_quoted(Change, 'iteration')} LIMIT %s"
+            f"SELECT {topic_path}, c.{quoted_column(Change, 'iteration')}, {event_columns} "
+            f"FROM {quoted_table(Change)} c "
+            f"JOIN {quoted_table(Event)} e ON {event_key} = c.{quoted_column(Change, 'event_id')} "
+            f"JOIN {quoted_table(Topic)} t ON t.{quoted_column(Topic, 'id')} = {event_topic} "
+            f"WHERE c.{quoted_column(Change, 'iteration')} > %s{{under}} "
+            f"ORDER BY c.{quoted_column(Change, 'iteration')} LIMIT %s"
         ),
         # The last aborted event of topics without a current one.
         "aborted": (
-            f"SELECT {event_topic}, {event_columns} FROM {_table(Event)} e "
-            f"WHERE {_quoted(Event, 'aborted')} AND {event_topic} IN ({{ids}}) ORDER BY {event_key}"
+            f"SELECT {event_topic}, {event_columns} FROM {quoted_table(Event)} e "
+            f"WHERE {quoted_column(Event, 'aborted')} AND {event_topic} IN ({{ids}}) ORDER BY {event_key}"
         ),
         "under": f" AND ({topic_path} = %s OR SUBSTR({topic_path}, 1, %s) = %s)",
     }
@@ -87,9 +79,19 @@ def _under(prefix: str) -> tuple[str, list[Any]]:
 def _json(path: str, iteration: int, columns: Sequence[Any]) -> EventJSON:
     """Event JSON from a row's event columns (``_EVENT_FIELDS``), with the entry's iteration."""
     event_id, _, origin, date, content_type, size, complete, deleted, aborted, is_blob, value = columns
-    inline = None if is_blob or deleted else value
     return event_json(
-        event_id, path, iteration, origin, date, content_type, size, complete, deleted, aborted, inline
+        event_id,
+        path,
+        iteration,
+        origin,
+        date,
+        content_type,
+        size,
+        complete,
+        deleted,
+        aborted,
+        is_blob,
+        value,
     )
 
 

@@ -190,7 +190,8 @@ class Event(models.Model):
             self.complete,
             self.deleted,
             self.aborted,
-            None if self.is_blob or self.deleted else self.value,
+            self.is_blob,
+            self.value,
         )
 
 
@@ -205,11 +206,12 @@ def event_json(
     complete: bool,
     deleted: bool,
     aborted: bool,
-    inline_value: bytes | memoryview | None,
+    is_blob: bool,
+    value: bytes | memoryview | None,
 ) -> EventJSON:
     """The wire form of an event from its fields (``Event.as_json``, and the feeds' plain-SQL reads,
-    which build no model instance); ``inline_value`` is None for a blob or a tombstone. Booleans
-    may come as SQLite's 0/1."""
+    which build no model instance): the value is carried inline unless the event is a blob or a
+    tombstone. Booleans may come as SQLite's 0/1."""
     data: dict[str, Any] = {
         "id": event_id,
         "path": path,
@@ -223,8 +225,8 @@ def event_json(
     }
     if aborted:
         data["aborted"] = True
-    if inline_value is not None:
-        raw = bytes(inline_value)
+    if value is not None and not is_blob and not deleted:
+        raw = bytes(value)
         try:
             data["value"] = raw.decode("utf-8")
         except UnicodeDecodeError:

@@ -29,11 +29,11 @@ def _attnames(model: type[Model], wanted: frozenset[str] | None = None) -> tuple
     return tuple(f.attname for f in model._meta.concrete_fields if wanted is None or f.attname in wanted)
 
 
-def _table(model: type[Model]) -> str:
+def quoted_table(model: type[Model]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
-def _column(model: type[Model], attname: str) -> str:
+def quoted_column(model: type[Model], attname: str) -> str:
     field = next(f for f in model._meta.concrete_fields if f.attname == attname)
     return connection.ops.quote_name(field.column)
 
@@ -52,24 +52,24 @@ def _rows_in(select: str, values: Collection[Any]) -> Iterator[Sequence[Any]]:
 def live_event_ids(event_ids: Collection[str]) -> set[str]:
     """Which of ``event_ids`` are stored and not aborted (the event id of a write is new almost
     always: only the ids are read)."""
-    event_id, aborted = _column(Event, "event_id"), _column(Event, "aborted")
-    select = f"SELECT {event_id} FROM {_table(Event)} WHERE NOT {aborted} AND {event_id} IN"
+    event_id, aborted = quoted_column(Event, "event_id"), quoted_column(Event, "aborted")
+    select = f"SELECT {event_id} FROM {quoted_table(Event)} WHERE NOT {aborted} AND {event_id} IN"
     return {row[0] for row in _rows_in(select, event_ids)}
 
 
 def topics_with_current(path_hashes: Collection[str]) -> list[Topic]:
     """The topics of ``path_hashes``, each with its current event holding only what deciding a
     write needs (``CURRENT_NEEDS``, the rest deferred), or None."""
-    topic_table, event_table = _table(Topic), _table(Event)
+    topic_table, event_table = quoted_table(Topic), quoted_table(Event)
     selected = ", ".join(
-        [f"t.{_column(Topic, name)}" for name in _attnames(Topic)]
-        + [f"e.{_column(Event, name)}" for name in _attnames(Event, CURRENT_NEEDS)]
+        [f"t.{quoted_column(Topic, name)}" for name in _attnames(Topic)]
+        + [f"e.{quoted_column(Event, name)}" for name in _attnames(Event, CURRENT_NEEDS)]
     )
-    join = f"e.{_column(Event, 'iteration')} = t.{_column(Topic, 'current_id')}"
+    join = f"e.{quoted_column(Event, 'iteration')} = t.{quoted_column(Topic, 'current_id')}"
     # e.iteration is NULL for a topic without a current event (LEFT JOIN)
     select = (
         f"SELECT {selected} FROM {topic_table} t LEFT JOIN {event_table} e ON {join} "
-        f"WHERE t.{_column(Topic, 'path_hash')} IN"
+        f"WHERE t.{quoted_column(Topic, 'path_hash')} IN"
     )
     return [_topic(row) for row in _rows_in(select, path_hashes)]
 
@@ -96,7 +96,9 @@ def insert_rows(rows: Sequence[Model]) -> None:
     meta = rows[0]._meta
     fields = [f for f in meta.concrete_fields if not (f.primary_key and getattr(f, "db_returning", False))]
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    statement = f"INSERT INTO {_table(type(rows[0]))} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"
+    statement = (
+        f"INSERT INTO {quoted_table(type(rows[0]))} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"
+    )
     values = [[f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields] for row in rows]
     with connection.cursor() as cursor:
         cursor.executemany(statement, values)
@@ -108,8 +110,8 @@ def move_current(topics: Iterable[Topic]) -> None:
     """Store the current event and change iteration of ``topics``: one UPDATE run for each row
     (``bulk_update`` builds a CASE expression per row and field)."""
     statement = (
-        f"UPDATE {_table(Topic)} SET {_column(Topic, 'current_id')} = %s, "
-        f"{_column(Topic, 'changed')} = %s WHERE {_column(Topic, 'id')} = %s"
+        f"UPDATE {quoted_table(Topic)} SET {quoted_column(Topic, 'current_id')} = %s, "
+        f"{quoted_column(Topic, 'changed')} = %s WHERE {quoted_column(Topic, 'id')} = %s"
     )
     with connection.cursor() as cursor:
         cursor.executemany(statement, [(topic.current_id, topic.changed, topic.pk) for topic in topics])
@@ -121,8 +123,8 @@ def lock_counter(name: str) -> Counter | None:
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {_column(Counter, 'name')}, {_column(Counter, 'value')} FROM {_table(Counter)} "
-            f"WHERE {_column(Counter, 'name')} = %s{lock}",
+            f"SELECT {quoted_column(Counter, 'name')}, {quoted_column(Counter, 'value')} "
+            f"FROM {quoted_table(Counter)} WHERE {quoted_column(Counter, 'name')} = %s{lock}",
             [name],
         )
         row = cursor.fetchone()
@@ -132,7 +134,8 @@ def lock_counter(name: str) -> Counter | None:
 def store_counter(counter: Counter) -> None:
     """Write the value of an existing counter row."""
     with connection.cursor() as cursor:
-        value, name = _column(Counter, "value"), _column(Counter, "name")
+        value, name = quoted_column(Counter, "value"), quoted_column(Counter, "name")
         cursor.execute(
-            f"UPDATE {_table(Counter)} SET {value} = %s WHERE {name} = %s", [counter.value, counter.name]
+            f"UPDATE {quoted_table(Counter)} SET {value} = %s WHERE {name} = %s",
+            [counter.value, counter.name],
         )

@@ -11,7 +11,7 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from spread_core.exceptions import RangeNotSatisfiable, SpreadError, StoreUnavailable
+from spread_core.exceptions import RangeNotSatisfiable, SpreadError, StorageFull, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -51,16 +51,16 @@ def describe(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
     become a bare 500 without details. Shared by HTTP responses and websocket error frames."""
     headers: dict[str, str] = {}
     if isinstance(exc, SpreadError):
+        if isinstance(exc, StorageFull) and exc.__cause__ is not None:
+            logger.error("No room left: %s", exc.__cause__)
         if isinstance(exc, StoreUnavailable):
             headers["Retry-After"] = RETRY_AFTER_SECONDS
         if isinstance(exc, RangeNotSatisfiable):
             headers["Content-Range"] = f"bytes */{exc.size}"
         return exc.status_code, exc.as_json(), headers
     if isinstance(exc, OperationalError) and _is_disk_full(exc):
-        # Not a 503: retrying does not help until space is freed.
         logger.error("Database full: %s", exc)
-        body = {"error": "insufficient_storage", "detail": "The store has no room left for this write."}
-        return status.HTTP_507_INSUFFICIENT_STORAGE, body, headers
+        return describe(StorageFull())
     if isinstance(exc, (OperationalError, InterfaceError)):
         logger.warning("Database unavailable: %s", exc)
         return describe(StoreUnavailable())

@@ -5,7 +5,8 @@ gives applied to each write in turn, with a handful of statements for the whole 
 Statements per batch: one query for the event ids already stored; one for the topics written to,
 with the date, origin and flags of their current event; for new topics, one query for their
 missing ancestors and one insert per depth (``tree.new_nodes``); then one insert each for the
-events, their log entries and the first chunks of blobs, and one UPDATE run for each topic whose
+events and their log entries, the first bytes of blobs (to the blob store), and one UPDATE run for
+each topic whose
 current value changed. The counter row is written once, by ``iteration.shared_counter``. The
 reads and the update are plain SQL (``statements``): the ORM's Python cost more than the database.
 
@@ -22,10 +23,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from . import iteration, statements, tree
+from .blobs import blob_store
 from .clock import now_us
 from .exceptions import InvalidPath, TopicExists
 from .merge import EventKey, Outcome, decide
-from .models import BlobChunk, Change, Counter, Event, Topic, in_batches, path_hash
+from .models import Change, Counter, Event, Topic, in_batches, path_hash
 
 if TYPE_CHECKING:
     from .store import WriteRequest
@@ -61,7 +63,7 @@ class _Batch:
         self.lease_until = lease_until
         self.event_ids = [write.request.event_id for write in writes]
         self.events: list[Event] = []
-        self.chunks: list[BlobChunk] = []
+        self.started: list[tuple[Event, bytes]] = []  # blobs and their first bytes
         self.moved: dict[str, Topic] = {}  # topics whose current event changed, by path
 
     def record(self) -> list[Answer]:
@@ -79,7 +81,8 @@ class _Batch:
         statements.insert_rows(
             [Change(iteration=event.iteration, event=event, kind=Change.WRITE) for event in self.events]
         )
-        statements.insert_rows(self.chunks)
+        if self.started:
+            blob_store().begin_all(self.started)
         if self.moved:
             statements.move_current(self.moved.values())
         return answers
@@ -102,8 +105,8 @@ class _Batch:
             return exc
         topic = event.topic
         self.events.append(event)
-        if write.is_blob and write.value:
-            self.chunks.append(BlobChunk(event=event, index=0, data=write.value))
+        if write.is_blob:
+            self.started.append((event, write.value or b""))
         if outcome is Outcome.OK:
             topic.current, topic.changed = event, event.iteration
             self.moved[path] = topic

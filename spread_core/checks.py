@@ -36,4 +36,24 @@ def check_spread_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]
                 id="spread_core.E004",
             )
         )
-    return errors
+    return errors + _blob_store_errors()
+
+
+def _blob_store_errors() -> list[Any]:
+    """BLOB_STORE names a store that loads, and the store's own checks."""
+    from .blobs import blob_store
+
+    config = spread_settings.BLOB_STORE
+    if not isinstance(config, dict) or not isinstance(config.get("BACKEND"), str):
+        return [
+            Error(
+                "SPREAD['BLOB_STORE'] must be a dict with a 'BACKEND' dotted path.",
+                hint='For instance {"BACKEND": "spread_core.blobs.files.FileBlobStore", "OPTIONS": {}}.',
+                id="spread_core.E005",
+            )
+        ]
+    try:
+        store = blob_store()
+    except (ImportError, TypeError) as exc:
+        return [Error(f"SPREAD['BLOB_STORE'] cannot be loaded: {exc}", id="spread_core.E005")]
+    return store.check()

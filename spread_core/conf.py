@@ -44,8 +44,14 @@ DEFAULTS: dict[str, Any] = {
     # An upload that receives no byte for this long is aborted; its lease expires after it, so an
     # upload whose server died is aborted by the next reader or at the next node start.
     "UPLOAD_IDLE_TIMEOUT": 30.0,
-    # How often a reader of an in-progress upload looks for new chunks (seconds).
+    # How long a reader of an in-progress upload waits at most before it looks for new bytes again
+    # (seconds): a writer in the same process wakes it at once, one in another process does not.
     "READ_POLL_INTERVAL": 0.05,
+    # Where the bytes of blobs (values over INLINE_MAX) live: {"BACKEND": dotted path, "OPTIONS":
+    # {...}}. The file store (one file per event; OPTIONS "ROOT", default beside a SQLite
+    # database file, and "FSYNC") or "spread_core.blobs.database.DatabaseBlobStore" (chunk rows
+    # in the node's database). See docs/data-model.md.
+    "BLOB_STORE": {"BACKEND": "spread_core.blobs.files.FileBlobStore", "OPTIONS": {}},
     # Reads need a valid token when True; writes always do.
     "READ_REQUIRES_TOKEN": False,
     # POST /jwttoken hands out tokens for new anonymous device uids.

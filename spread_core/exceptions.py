@@ -117,6 +117,15 @@ class StoreUnavailable(SpreadError):
     default_detail = "The store is temporarily unavailable; retry shortly."
 
 
+class StorageFull(SpreadError):
+    """The database or the blob store has no room left; retrying does not help until space is
+    freed (so not a 503)."""
+
+    status_code = 507
+    default_code = "insufficient_storage"
+    default_detail = "The store has no room left for this write."
+
+
 class FeatureDisabled(SpreadError):
     status_code = 404
     default_code = "disabled"

@@ -1,29 +1,29 @@
-"""Reading values: the current event of a topic and a chunk stream that follows an upload in progress.
+"""Reading values: the current event of a topic and a byte stream that follows an upload in progress.
 
-``ValueReader.poll`` is the one synchronous step (one short query); iterating the reader in a
-thread calls it directly and sleeps between polls, iterating it asynchronously calls it through
-``database_sync_to_async``. A reader of an upload that breaks off gets ``UploadAborted`` instead of
-a truncated value.
+``ValueReader.poll`` is the one synchronous step (a read from the blob store, and a short query
+when it found nothing new); iterating the reader in a thread calls it directly and waits between
+polls, iterating it asynchronously calls it through ``database_sync_to_async``. A reader of an
+upload that breaks off gets ``UploadAborted`` instead of a truncated value.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Iterator
 
 from channels.db import database_sync_to_async
 from django.db import transaction
-from django.db.models.functions import Length
 
 from . import store
+from .blobs import blob_store, upload_progress
+from .blobs.base import BlobCursor
 from .cache import MISS, Miss, value_cache
 from .conf import spread_settings
 from .exceptions import UploadAborted
-from .models import BlobChunk, Event, Topic, path_hash
+from .models import Event, Topic, path_hash
 from .paths import TopicPath
 
-CHUNKS_PER_POLL = 16
+#: Longest wait of a reader between two looks at an upload in progress (seconds).
+MAX_POLL_INTERVAL = 1.0
 
 
 def current_event(path: TopicPath) -> Event | None:
@@ -115,51 +115,41 @@ def event_as_of(topic: Topic, *, at: int | None = None, at_date: int | None = No
 
 class ValueReader:
     """The bytes of one event's value, following the upload while it is still arriving; with
-    ``byte_range`` (start, stop: stop exclusive), only those bytes of a complete value."""
+    ``byte_range`` (start, stop: stop exclusive), only those bytes of a complete value.
+
+    A reader of an upload in progress waits for its bytes between looks: the writer's process
+    wakes it (``blobs.upload_progress``) when bytes are stored, the upload completes or aborts;
+    a writer elsewhere does not, so the wait ends after ``READ_POLL_INTERVAL`` too, doubled
+    after each look that found nothing, up to ``MAX_POLL_INTERVAL``.
+    """
 
     def __init__(self, event: Event, byte_range: tuple[int, int] | None = None) -> None:
         self.event = event
-        self.next_index = 0
         self.done = False
-        self.poll_interval: float = spread_settings.READ_POLL_INTERVAL
         self.byte_range = byte_range
-        self._skip = 0  # bytes of the next chunk before the range
-        self._left: int | None = None  # bytes of the range still to give (None: no range)
+        self.poll_interval: float = spread_settings.READ_POLL_INTERVAL
+        self._wait = self.poll_interval
+        start = 0 if byte_range is None else byte_range[0]
+        self._left: int | None = None if byte_range is None else byte_range[1] - start
+        self._cursor: BlobCursor | None = blob_store().cursor(event, start) if event.is_blob else None
 
     def poll(self) -> list[bytes]:
         """Return the bytes available now; set ``done`` once the value is fully read."""
-        if self.byte_range is None:
-            return self._poll()
-        if self._left is None:
-            self._seek(*self.byte_range)
-        chunks = self._trimmed(self._poll())
-        self.done = self.done or self._left == 0
+        try:
+            chunks = self._poll()
+        except BaseException:
+            self.close()
+            raise
+        if self._left is not None:
+            chunks = self._trimmed(chunks)
+            self.done = self.done or self._left == 0
+        if self.done:
+            self.close()
         return chunks
-
-    def _seek(self, start: int, stop: int) -> None:
-        """Start at the chunk holding byte ``start`` (one query of the chunks' sizes)."""
-        self._left = stop - start
-        self._skip = start
-        if not self.event.is_blob:
-            return
-        sizes = (
-            BlobChunk.objects.filter(event_id=self.event.pk)
-            .order_by("index")
-            .annotate(size=Length("data"))
-            .values_list("index", "size")
-        )
-        offset = 0
-        for index, size in sizes:
-            if offset + size > start:
-                self.next_index, self._skip = index, start - offset
-                return
-            offset += size
 
     def _trimmed(self, chunks: list[bytes]) -> list[bytes]:
         result = []
         for chunk in chunks:
-            if self._skip:
-                chunk, self._skip = chunk[self._skip :], max(self._skip - len(chunk), 0)
             assert self._left is not None
             chunk = chunk[: self._left]
             self._left -= len(chunk)
@@ -169,15 +159,18 @@ class ValueReader:
 
     def _poll(self) -> list[bytes]:
         event = self.event
-        if not event.is_blob:
+        if self._cursor is None:
             self.done = True
-            return [bytes(event.value or b"")]
-        chunks = self._chunks()
-        if chunks:
+            value = bytes(event.value or b"")
+            return [value[self.byte_range[0] :] if self.byte_range else value]
+        chunks = self._cursor.take()
+        if chunks or event.complete:
+            self.done = not chunks
             return chunks
         state = Event.objects.get(pk=event.pk)
         if state.complete:
-            chunks = self._chunks()  # a last chunk may have landed just before completion
+            event.complete, event.size = True, state.size
+            chunks = self._cursor.take()  # the last bytes may have landed just before completion
             self.done = not chunks
             return chunks
         if state.aborted:
@@ -187,31 +180,44 @@ class ValueReader:
             raise UploadAborted()
         return []
 
-    def _chunks(self) -> list[bytes]:
-        rows = list(
-            BlobChunk.objects.filter(event_id=self.event.pk, index__gte=self.next_index)
-            .order_by("index")
-            .values_list("index", "data")[:CHUNKS_PER_POLL]
-        )
-        if rows:
-            self.next_index = rows[-1][0] + 1
-        return [bytes(data) for _, data in rows]
+    def close(self) -> None:
+        if self._cursor is not None:
+            self._cursor.close()
+
+    def _waited(self, found: bool, rung: bool) -> None:
+        """The next wait: short again after progress, doubled after a look that found nothing."""
+        if found or rung:
+            self._wait = self.poll_interval
+        else:
+            self._wait = min(self._wait * 2, MAX_POLL_INTERVAL)
 
     def __iter__(self) -> Iterator[bytes]:
-        while not self.done:
-            chunks = self.poll()
-            yield from chunks
-            if not chunks and not self.done:
-                time.sleep(self.poll_interval)
+        try:
+            while not self.done:
+                with upload_progress.watch(self.event.pk) as watch:
+                    chunks = self.poll()
+                    rung = False
+                    if not chunks and not self.done:
+                        rung = watch.wait(self._wait)
+                self._waited(bool(chunks), rung)
+                yield from chunks
+        finally:
+            self.close()
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         poll = database_sync_to_async(self.poll)
-        while not self.done:
-            chunks = await poll()
-            for chunk in chunks:
-                yield chunk
-            if not chunks and not self.done:
-                await asyncio.sleep(self.poll_interval)
+        try:
+            while not self.done:
+                with upload_progress.watch(self.event.pk) as watch:
+                    chunks = await poll()
+                    rung = False
+                    if not chunks and not self.done:
+                        rung = await watch.await_ring(self._wait)
+                self._waited(bool(chunks), rung)
+                for chunk in chunks:
+                    yield chunk
+        finally:
+            self.close()
 
     def read(self) -> bytes:
         return b"".join(self)

@@ -8,8 +8,8 @@ from the event loop to the group-commit writer thread and awaits it there.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
@@ -20,12 +20,13 @@ from django.db import transaction
 from . import fanout, iteration, tree
 from .batch_record import new_event, record_all
 from .batching import Together, batcher
+from .blobs import blob_store, upload_progress
 from .cache import value_cache
 from .clock import MICROSECONDS, now_us
 from .conf import spread_settings
 from .exceptions import UploadAborted
 from .merge import Outcome, event_id, winner
-from .models import BlobChunk, Change, Event, EventQuerySet, Topic, path_hash
+from .models import Change, Event, EventQuerySet, Topic, path_hash
 from .paths import TopicPath
 from .signals import event_accepted, upload_aborted
 from .types import PropagationEntry
@@ -206,8 +207,8 @@ def _record(write: WriteRequest, value: bytes | None, is_blob: bool, sha256: str
     event, outcome = new_event(queued, eid, topic, counter, lease_until=_lease())
     event.save(force_insert=True)
     Change.objects.create(iteration=event.iteration, event=event, kind=Change.WRITE)
-    if is_blob and value:
-        BlobChunk.objects.create(event=event, index=0, data=value)
+    if is_blob:
+        blob_store().begin(event, value or b"")
     if outcome is Outcome.OK:
         topic.current, topic.changed = event, event.iteration
         topic.save(update_fields=["current", "changed"])
@@ -253,33 +254,37 @@ def _note_in_cache(recorded: Recorded) -> None:
     value_cache.note_committed(event.path if changed_current else None, event, event.iteration)
 
 
-def append_chunk(event: Event, index: int, data: bytes, size: int) -> None:
-    """Store chunk ``index`` of an unfinished upload and extend its lease. Not a durable commit:
-    a crash aborts the upload anyway, and its completion is durable (see ``write_transaction``)."""
-    with iteration.write_transaction(durable=False):
-        updated = Event.objects.filter(pk=event.pk, aborted=False, complete=False).update(
-            size=size, lease_until=None if event.source else _lease()
-        )
-        if not updated:
-            raise UploadAborted()
-        BlobChunk.objects.create(event=event, index=index, data=data)
+#: A store outside the database extends an upload's lease (and notes its size) at most this often
+#: (seconds), not at every piece; a store in the database does it in each piece's transaction.
+LEASE_NOTE_INTERVAL = 1.0
 
 
-def stored_digest(event: Event) -> str:
-    """SHA-256 of the chunks stored for a blob, read back from the database."""
-    digest = hashlib.sha256()
-    last = -1
-    while True:
-        rows = list(
-            BlobChunk.objects.filter(event=event, index__gt=last)
-            .order_by("index")
-            .values_list("index", "data")[:16]
-        )
-        if not rows:
-            return digest.hexdigest()
-        for index, data in rows:
-            digest.update(data)
-            last = index
+def append_chunk(event: Event, offset: int, data: bytes) -> None:
+    """Store the bytes at ``offset`` (the size stored so far) of an unfinished upload, and extend
+    its lease. Not a durable commit: a crash aborts the upload anyway, and its completion is
+    durable (see ``write_transaction``). Raises ``UploadAborted`` once the upload was aborted."""
+    blobs = blob_store()
+    size = offset + len(data)
+    if blobs.in_database:
+        with iteration.write_transaction(durable=False):
+            _note_progress(event, size)
+            blobs.append(event, offset, data)
+    else:
+        blobs.append(event, offset, data)
+        if time.monotonic() - getattr(event, "_progress_noted", 0.0) >= LEASE_NOTE_INTERVAL:
+            with iteration.write_transaction(durable=False):
+                _note_progress(event, size)
+    event.size = size
+    upload_progress.ring(event.pk)
+
+
+def _note_progress(event: Event, size: int) -> None:
+    updated = Event.objects.filter(pk=event.pk, aborted=False, complete=False).update(
+        size=size, lease_until=None if event.source else _lease()
+    )
+    if not updated:
+        raise UploadAborted()
+    event._progress_noted = time.monotonic()  # type: ignore[attr-defined]
 
 
 def finish_upload(event: Event, *, size: int, received_sha256: str) -> None:
@@ -288,8 +293,8 @@ def finish_upload(event: Event, *, size: int, received_sha256: str) -> None:
     Completion is a log entry with its own iteration; when the upload is the topic's current
     value, the topic changes at that iteration so subscribers learn that it is complete.
     """
-    if stored_digest(event) != received_sha256:
-        abort_upload(event, "stored chunks do not match the received bytes")
+    if blob_store().seal(event) != received_sha256:
+        abort_upload(event, "the stored bytes do not match the received bytes")
         raise UploadAborted("The stored value did not match the received bytes; upload aborted.")
     with iteration.write_transaction():
         counter = iteration.lock_counter()
@@ -305,12 +310,13 @@ def finish_upload(event: Event, *, size: int, received_sha256: str) -> None:
         transaction.on_commit(
             lambda: value_cache.note_committed(path if is_current else None, event, changed)
         )
+        transaction.on_commit(lambda: upload_progress.ring(event.pk))
         if is_current:
             transaction.on_commit(lambda: fanout.announce(path, changed))
 
 
 def abort_upload(event: Event, reason: str) -> None:
-    """Mark an unfinished upload aborted, drop its chunks, and restore the topic's best value.
+    """Mark an unfinished upload aborted, drop its bytes, and restore the topic's best value.
 
     The abort is a log entry; when the upload was the current value, the topic changes at that
     iteration (to the greatest remaining event) so subscribers learn of the fallback.
@@ -322,7 +328,8 @@ def abort_upload(event: Event, reason: str) -> None:
         )
         if not updated:
             return
-        BlobChunk.objects.filter(event_id=event.pk).delete()
+        blob_store().discard([event.pk])
+        transaction.on_commit(lambda: upload_progress.ring(event.pk))
         changed = iteration.log(counter, event, Change.ABORT)
         topic = Topic.objects.get(pk=event.topic_id)
         if topic.current_id == event.pk:

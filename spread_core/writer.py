@@ -36,7 +36,6 @@ class ValueWriter:
         self.size = 0
         self.digest = hashlib.sha256()
         self.recorded: Recorded | None = None
-        self.next_index = 0
         self.stored_size = 0
         self.last_flush = time.monotonic()
 
@@ -80,8 +79,7 @@ class ValueWriter:
         if self.recorded is None:
             self.recorded = store.record(self.write, value=chunk, is_blob=True)
         elif not self.discarding:
-            store.append_chunk(self.recorded.event, self.next_index, chunk, self.stored_size + len(chunk))
-        self.next_index += 1
+            store.append_chunk(self.recorded.event, self.stored_size, chunk)
         self.stored_size += len(chunk)
 
     def finish(self) -> Recorded:

@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import F, QuerySet, Window
 from django.db.models.functions import RowNumber
 
+from spread_core.blobs import blob_store
 from spread_core.clock import MICROSECONDS, now_us
 from spread_core.conf import spread_settings
 from spread_core.models import Event, Topic
@@ -97,6 +98,8 @@ def prune(policy: Policy, *, dry_run: bool = False, progress: Callable[[int], No
         if policy.archive_dir:
             archive(batch, policy.archive_dir)
         with transaction.atomic():
-            Event.objects.filter(pk__in=[event.pk for event in batch]).delete()
+            pks = [event.pk for event in batch]
+            blob_store().discard([event.pk for event in batch if event.is_blob])
+            Event.objects.filter(pk__in=pks).delete()
         removed += len(batch)
         progress(len(batch))

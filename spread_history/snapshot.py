@@ -99,7 +99,6 @@ class _Upload:
     event: Event
     size: int
     sha256: str
-    next_index: int = 0
     stored: int = 0
 
 
@@ -134,9 +133,8 @@ def import_snapshot(lines: Iterable[str], progress: Progress = lambda n: None) -
                 report.skipped_chunks += 1  # bytes of an event that was already here
                 continue
             data = base64.b64decode(item.get("data_b64", ""), validate=True)
+            store.append_chunk(upload.event, upload.stored, data)
             upload.stored += len(data)
-            store.append_chunk(upload.event, upload.next_index, data, upload.stored)
-            upload.next_index += 1
             continue
         _finish(upload)
         upload = None

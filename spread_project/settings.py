@@ -4,6 +4,8 @@
   ``postgres://user:pw@host:port/db``;
 - ``REDIS_URL``: when set, the channels-redis layer (else the in-memory layer);
 - ``SPREAD_NODE_NAME``: this node's name (default ``spread``);
+- ``SPREAD_BLOB_ROOT``: the directory of blob files (default: ``<database file>-blobs`` beside a
+  SQLite database, ``var/blobs-<database name>`` beside manage.py for PostgreSQL);
 - ``SECRET_KEY`` (default: a random key generated once into ``.secret_key`` beside manage.py);
 - ``DEBUG``: ``1``/``true`` to enable (default off; ``spread_node`` refuses it on a non-loopback
   bind);
@@ -131,8 +133,19 @@ else:
     # Channels' in-memory layer with a periodic (not per-message) sweep: see spread_core/layers.py.
     CHANNEL_LAYERS = {"default": {"BACKEND": "spread_core.layers.InMemoryChannelLayer"}}
 
+
+def blob_store(database: dict[str, Any]) -> dict[str, Any]:
+    """Blob bytes in files: under ``$SPREAD_BLOB_ROOT`` when set, else beside a SQLite database
+    file (the store's default), else in ``var/blobs-<database name>`` beside manage.py."""
+    root = os.environ.get("SPREAD_BLOB_ROOT")
+    if not root and database["ENGINE"] != "django.db.backends.sqlite3":
+        root = str(BASE_DIR / "var" / f"blobs-{database['NAME']}")
+    return {"BACKEND": "spread_core.blobs.files.FileBlobStore", "OPTIONS": {"ROOT": root} if root else {}}
+
+
 SPREAD = {
     "NODE_NAME": os.environ.get("SPREAD_NODE_NAME") or "spread",
+    "BLOB_STORE": blob_store(DATABASES["default"]),
     **json.loads(os.environ.get("SPREAD_OPTIONS") or "{}"),
 }
 

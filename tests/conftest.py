@@ -10,7 +10,24 @@ import pytest
 from spread_api.tokens import device_token
 from spread_core.testing import LiveNode
 
+from .blob_stores import BLOB_STORES, SMALL, empty_test_blob_root, spread_with
 from .nodes import Databases, Nodes
+
+
+@pytest.fixture(autouse=True)
+def fresh_blob_root() -> None:
+    """Each test starts without the blob files of earlier tests."""
+    empty_test_blob_root()
+
+
+@pytest.fixture(params=sorted(BLOB_STORES))
+def small_blobs(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The test runs once with each blob store, values over 16 bytes stored in pieces of 64;
+    yields the store's name."""
+    from django.test import override_settings
+
+    with override_settings(SPREAD=spread_with(request.param, **SMALL)):
+        yield request.param
 
 
 @pytest.fixture(scope="session", autouse=True)

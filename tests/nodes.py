@@ -64,6 +64,7 @@ class Nodes:
             "DATABASE_URL": self.databases.new(name.replace("-", "_")),
             "SECRET_KEY": TEST_SECRET_KEY,
             "SPREAD_NODE_NAME": name,
+            "SPREAD_BLOB_ROOT": str(self.directory / f"{name}-blobs"),
             "DJANGO_SETTINGS_MODULE": "tests.node_settings",
             "DEBUG": "0",
             **env,

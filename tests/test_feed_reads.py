@@ -13,11 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spread_core import subscriptions
+from spread_core.blobs import blob_store
 from spread_core.exceptions import TopicExists
 from spread_core.iteration import current_iteration, write_transaction
 from spread_core.models import Event
 from spread_core.paths import TopicPath
-from spread_core.store import abort_upload, finish_upload, stored_digest
+from spread_core.store import abort_upload, finish_upload
 from spread_core.subscriptions import read_after
 from tests.test_group_commit_property import queued, reset, write_specs
 
@@ -35,7 +36,7 @@ def build(specs: list[Any], endings: list[str]) -> None:
         if ending == "abort":
             abort_upload(event, "test")
         elif ending == "complete":
-            finish_upload(event, size=0, received_sha256=stored_digest(event))
+            finish_upload(event, size=0, received_sha256=blob_store().seal(event))
 
 
 def pages(prefix: str, cursor: int, history: bool, plain: bool) -> list[tuple[list[Any], int]]:

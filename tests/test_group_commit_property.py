@@ -15,9 +15,11 @@ from hypothesis import strategies as st
 from spread_core.batching import Job, WriteBatcher
 from spread_core.exceptions import TopicExists
 from spread_core.iteration import write_transaction
-from spread_core.models import ITERATION_COUNTER, BlobChunk, Change, Counter, Event, Topic
+from spread_core.models import ITERATION_COUNTER, Change, Counter, Event, Topic
 from spread_core.paths import TopicPath
 from spread_core.store import QueuedWrite, WriteRequest, abort_upload
+
+from .blob_stores import empty_test_blob_root, stored_pieces
 
 DATE = 1_764_130_000_000_000
 # Nested paths that share ancestors, some of them written at two levels.
@@ -54,7 +56,7 @@ def queued(spec: tuple[str, int, str, str, bool, str], number: int) -> QueuedWri
 def reset() -> None:
     """Empty tables and the counter at 0: each run starts from the same fresh state."""
     Topic.objects.update(current=None)
-    BlobChunk.objects.all().delete()
+    empty_test_blob_root()
     Change.objects.all().delete()
     Event.objects.all().delete()
     Topic.objects.all().delete()
@@ -137,12 +139,7 @@ def tables() -> dict[str, Any]:
             for e in events.order_by("iteration")
         ],
         "changes": list(Change.objects.order_by("iteration").values_list("iteration", "event_id", "kind")),
-        "chunks": [
-            (event, index, bytes(data))
-            for event, index, data in BlobChunk.objects.order_by("event", "index").values_list(
-                "event_id", "index", "data"
-            )
-        ],
+        "blob_bytes": [(e.pk, b"".join(stored_pieces(e.pk))) for e in events.filter(is_blob=True)],
         "counter": Counter.objects.get(name=ITERATION_COUNTER).value,
     }
 

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from django.test import override_settings
 
 from spread_core import api
 from spread_core.fanout import hub
@@ -16,8 +15,10 @@ from spread_core.merge import event_id
 from spread_core.models import ITERATION_COUNTER, Counter
 from spread_core.types import EventJSON
 
+from .blob_stores import SMALL, spread_with
+
 DATE = 1_764_130_000_000_000  # fixed event dates, in microseconds
-SMALL_BLOBS = {"INLINE_MAX": 16, "CHUNK_SIZE": 64}
+SMALL_BLOBS = spread_with(**SMALL)
 WAIT = 10.0  # seconds before a missing event fails the test (a hang guard, not a timing check)
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -221,7 +222,7 @@ class ClientWentAway(Exception):
     """Raised by a test generator to break an upload off midway."""
 
 
-@override_settings(SPREAD=SMALL_BLOBS)
+@pytest.mark.usefixtures("small_blobs")
 def test_subscriber_learns_that_an_aborted_upload_fell_back_to_the_previous_value() -> None:
     """The upload was announced as the topic's current value; when it breaks off the current
     value changes back, and that change must reach the subscriber too."""
@@ -337,7 +338,7 @@ async def test_asubscribe_with_a_sync_callback() -> None:
 # --- async reads ------------------------------------------------------------------------------
 
 
-@override_settings(SPREAD=SMALL_BLOBS)
+@pytest.mark.usefixtures("small_blobs")
 async def test_aopen_iterates_a_blob_chunk_by_chunk() -> None:
     data = bytes(range(256)) * 2  # 512 bytes: 8 chunks of 64
 
@@ -350,7 +351,7 @@ async def test_aopen_iterates_a_blob_chunk_by_chunk() -> None:
     assert reader.done
 
 
-@override_settings(SPREAD=SMALL_BLOBS)
+@pytest.mark.usefixtures("small_blobs")
 async def test_aopen_reads_an_async_streamed_upload() -> None:
     data = bytes(range(200)) * 3
 

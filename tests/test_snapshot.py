@@ -8,15 +8,16 @@ import io
 
 import pytest
 from django.core.management import call_command
-from django.test import override_settings
 
 from spread_core import api
 from spread_core.models import BlobChunk, Change, Counter, Event, Topic
 from spread_core.paths import TopicPath
 from spread_history.snapshot import InvalidSnapshot, digest, export, import_snapshot
 
+from .blob_stores import SMALL, spread_with
+
 DATE = 1_764_130_000_000_000
-SMALL_BLOBS = {"INLINE_MAX": 16, "CHUNK_SIZE": 64}
+SMALL_BLOBS = spread_with(**SMALL)
 ROOT = TopicPath(())
 pytestmark = pytest.mark.django_db
 
@@ -41,7 +42,7 @@ def wipe() -> None:
         model.objects.all().delete()
 
 
-@override_settings(SPREAD=SMALL_BLOBS)
+@pytest.mark.usefixtures("small_blobs")
 def test_export_wipe_import_restores_identical_history_and_values_with_blobs() -> None:
     blob = fill()
     assert Event.objects.filter(is_blob=True).count() == 3  # s/bin, s/blob, other/x (INLINE_MAX 16)
@@ -64,7 +65,7 @@ def test_export_wipe_import_restores_identical_history_and_values_with_blobs() -
     assert Event.objects.count() == 9
 
 
-@override_settings(SPREAD=SMALL_BLOBS)
+@pytest.mark.usefixtures("small_blobs")
 def test_importing_into_a_store_with_newer_values_merges_by_last_writer_wins() -> None:
     fill()
     snapshot = io.StringIO()
@@ -84,7 +85,7 @@ def test_a_file_that_is_not_a_snapshot_is_refused_and_changes_nothing() -> None:
     assert not Event.objects.exists()
 
 
-@override_settings(SPREAD=SMALL_BLOBS)
+@pytest.mark.usefixtures("small_blobs")
 def test_the_commands_round_trip_through_a_gzip_file(tmp_path: object) -> None:
     fill()
     before = digest(ROOT)

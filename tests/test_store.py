@@ -14,18 +14,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spread_core import api, store
+from spread_core.blobs import blob_store
 from spread_core.clock import now_us
 from spread_core.exceptions import TopicExists, TopicNotFound, UploadAborted, ValueTooLarge
 from spread_core.iteration import current_iteration
 from spread_core.merge import EventKey, Outcome, decide, event_id
-from spread_core.models import ITERATION_COUNTER, BlobChunk, Change, Counter, Event, Topic
+from spread_core.models import ITERATION_COUNTER, Change, Counter, Event, Topic
 from spread_core.paths import TopicPath
 from spread_core.signals import event_accepted, upload_aborted
 from spread_core.store import WriteRequest
 from spread_core.writer import ValueWriter
 
+from .blob_stores import SMALL, spread_with, stored_blob_count, stored_pieces
+
 DATE = 1_764_130_000_000_000  # fixed event dates, in microseconds
-SMALL_BLOBS = {"INLINE_MAX": 16, "CHUNK_SIZE": 64}
+SMALL_BLOBS = spread_with(**SMALL)
 TEXT = "text/plain; charset=utf-8"
 
 
@@ -35,10 +38,6 @@ class ClientWentAway(Exception):
 
 def events_of(path: str) -> list[Event]:
     return list(Event.objects.filter(topic__path=path).order_by("iteration"))
-
-
-def chunks_of(event_pk: str) -> list[bytes]:
-    return [bytes(c) for c in BlobChunk.objects.filter(event_id=event_pk).values_list("data", flat=True)]
 
 
 def current_of(path: str) -> Event | None:
@@ -279,18 +278,18 @@ def test_create_only_retry_of_the_same_event_is_existing() -> None:
 
 
 @pytest.mark.django_db
-@override_settings(SPREAD=SMALL_BLOBS)
+@pytest.mark.usefixtures("small_blobs")
 def test_values_up_to_inline_max_stay_inline() -> None:
     api.post("b/inline", pattern(16), date=DATE, origin="alice")
     [event] = events_of("b/inline")
     assert not event.is_blob
     assert bytes(event.value) == pattern(16)
     assert event.sha256 == hashlib.sha256(pattern(16)).hexdigest()
-    assert BlobChunk.objects.filter(event=event).count() == 0
+    assert stored_pieces(event.pk) == []
 
 
 @pytest.mark.django_db
-@override_settings(SPREAD=SMALL_BLOBS)
+@pytest.mark.usefixtures("small_blobs")
 def test_values_over_inline_max_become_chunks_of_chunk_size() -> None:
     data = pattern(200)
     report = api.post("b/blob", data, date=DATE, origin="alice")
@@ -302,33 +301,35 @@ def test_values_over_inline_max_become_chunks_of_chunk_size() -> None:
     assert event.size == 200
     assert event.sha256 == hashlib.sha256(data).hexdigest()
     assert event.lease_until is None
-    assert [len(c) for c in chunks_of(event.pk)] == [64, 64, 64, 8]
-    assert b"".join(chunks_of(event.pk)) == data
+    if blob_store().in_database:
+        assert [len(c) for c in stored_pieces(event.pk)] == [64, 64, 64, 8]
+    assert b"".join(stored_pieces(event.pk)) == data
     assert api.get("b/blob") == api.Value(report["iteration"], "alice", data)
     assert b"".join(api.open_value("b/blob")) == data
 
 
 @pytest.mark.django_db
-@override_settings(SPREAD=SMALL_BLOBS)
+@pytest.mark.usefixtures("small_blobs")
 def test_one_byte_over_inline_max_is_a_blob() -> None:
     api.post("b/17", pattern(17), date=DATE, origin="alice")
     [event] = events_of("b/17")
     assert event.is_blob
-    assert chunks_of(event.pk) == [pattern(17)]
+    assert stored_pieces(event.pk) == [pattern(17)]
     value = api.get("b/17")
     assert value is not None
     assert value.value == pattern(17)
 
 
 @pytest.mark.django_db
-@override_settings(SPREAD=SMALL_BLOBS)
+@pytest.mark.usefixtures("small_blobs")
 def test_a_streamed_value_reads_back_byte_identical() -> None:
     data = pattern(1000, seed=3)
     pieces = (data[i : i + 37] for i in range(0, len(data), 37))
     api.post("b/stream", pieces, date=DATE, origin="alice")
     [event] = events_of("b/stream")
-    stored = chunks_of(event.pk)
-    assert all(0 < len(chunk) <= 64 for chunk in stored)
+    stored = stored_pieces(event.pk)
+    if blob_store().in_database:
+        assert all(0 < len(chunk) <= 64 for chunk in stored)
     assert b"".join(stored) == data
     assert event.size == len(data)
     assert event.sha256 == hashlib.sha256(data).hexdigest()
@@ -338,7 +339,7 @@ def test_a_streamed_value_reads_back_byte_identical() -> None:
 
 
 @pytest.mark.django_db
-@override_settings(SPREAD=SMALL_BLOBS)
+@pytest.mark.usefixtures("small_blobs")
 def test_a_reader_follows_an_upload_to_its_end() -> None:
     data = pattern(300, seed=5)
     readers: list[Any] = []
@@ -354,8 +355,10 @@ def test_a_reader_follows_an_upload_to_its_end() -> None:
 
 
 @pytest.mark.django_db
-@override_settings(SPREAD=SMALL_BLOBS)
-def test_upload_broken_off_midway_is_aborted_and_the_previous_value_remains() -> None:
+@pytest.mark.usefixtures("small_blobs")
+def test_upload_broken_off_midway_is_aborted_and_the_previous_value_remains(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
     previous = api.post("b/abort", b"v1", date=DATE, origin="alice")
     aborted: list[tuple[str, str]] = []
 
@@ -370,7 +373,7 @@ def test_upload_broken_off_midway_is_aborted_and_the_previous_value_remains() ->
 
     upload_aborted.connect(on_abort)
     try:
-        with pytest.raises(ClientWentAway):
+        with pytest.raises(ClientWentAway), django_capture_on_commit_callbacks(execute=True):
             api.post("b/abort", pieces(), date=DATE + 1, origin="alice")
     finally:
         upload_aborted.disconnect(on_abort)
@@ -378,14 +381,14 @@ def test_upload_broken_off_midway_is_aborted_and_the_previous_value_remains() ->
     broken = Event.objects.get(event_id=event_id("b/abort", DATE + 1, "alice"))
     assert broken.aborted
     assert not broken.complete
-    assert BlobChunk.objects.filter(event=broken).count() == 0
+    assert stored_pieces(broken.pk) == []
     assert [pk for pk, _ in aborted] == [broken.pk]
     assert api.get("b/abort") == api.Value(previous["iteration"], "alice", b"v1")
     assert current_of("b/abort").event_id == previous["id"]
 
 
 @pytest.mark.django_db
-@override_settings(SPREAD=SMALL_BLOBS)
+@pytest.mark.usefixtures("small_blobs")
 def test_upload_broken_off_on_a_new_topic_leaves_no_value() -> None:
     def pieces() -> Iterator[bytes]:
         yield pattern(100)
@@ -399,7 +402,7 @@ def test_upload_broken_off_on_a_new_topic_leaves_no_value() -> None:
 
 
 @pytest.mark.django_db
-@override_settings(SPREAD=SMALL_BLOBS)
+@pytest.mark.usefixtures("small_blobs")
 def test_upload_broken_off_before_inline_max_stores_nothing() -> None:
     def pieces() -> Iterator[bytes]:
         yield b"tiny"
@@ -411,7 +414,7 @@ def test_upload_broken_off_before_inline_max_stores_nothing() -> None:
 
 
 @pytest.mark.django_db
-@override_settings(SPREAD=SMALL_BLOBS)
+@pytest.mark.usefixtures("small_blobs")
 def test_reader_of_an_upload_in_progress_raises_when_it_is_aborted() -> None:
     readers: list[Any] = []
     first = pattern(40)
@@ -431,7 +434,7 @@ def test_reader_of_an_upload_in_progress_raises_when_it_is_aborted() -> None:
 
 
 @pytest.mark.django_db
-@override_settings(SPREAD=SMALL_BLOBS)
+@pytest.mark.usefixtures("small_blobs")
 def test_unread_reader_of_an_aborted_upload_raises() -> None:
     readers: list[Any] = []
 
@@ -447,7 +450,7 @@ def test_unread_reader_of_an_aborted_upload_raises() -> None:
 
 
 @pytest.mark.django_db
-@override_settings(SPREAD=SMALL_BLOBS)
+@pytest.mark.usefixtures("small_blobs")
 def test_aborted_upload_falls_back_to_the_greatest_remaining_event() -> None:
     api.post("b/fallback", b"v1", date=DATE, origin="alice")
     late: list[dict[str, Any]] = []
@@ -465,7 +468,7 @@ def test_aborted_upload_falls_back_to_the_greatest_remaining_event() -> None:
 
 
 @pytest.mark.django_db
-@override_settings(SPREAD=SMALL_BLOBS)
+@pytest.mark.usefixtures("small_blobs")
 def test_fallback_breaks_equal_dates_by_origin_bytes_not_collation() -> None:
     # b"a" > b"B" as bytes; a case-insensitive or locale collation would pick "B".
     api.post("b/fallback-tie", b"from B", date=DATE, origin="B")
@@ -484,7 +487,7 @@ def test_fallback_breaks_equal_dates_by_origin_bytes_not_collation() -> None:
 
 
 @pytest.mark.django_db
-@override_settings(SPREAD=SMALL_BLOBS)
+@pytest.mark.usefixtures("small_blobs")
 def test_aborted_upload_falls_back_to_a_tombstone() -> None:
     api.post("b/fallback-del", b"v1", date=DATE, origin="alice")
     api.delete("b/fallback-del", date=DATE + 1, origin="alice")
@@ -500,22 +503,22 @@ def test_aborted_upload_falls_back_to_a_tombstone() -> None:
 
 
 @pytest.mark.django_db
-@override_settings(SPREAD=SMALL_BLOBS)
+@pytest.mark.usefixtures("small_blobs")
 def test_same_blob_event_twice_is_existing_and_its_chunks_stored_once() -> None:
     data = pattern(200)
     first = api.post("b/dup", data, date=DATE, origin="alice")
     [event] = events_of("b/dup")
-    chunks_before = chunks_of(event.pk)
+    chunks_before = stored_pieces(event.pk)
     second = api.post("b/dup", pattern(300, seed=1), date=DATE, origin="alice")
     assert second["status"] == "existing"
     assert second["iteration"] == first["iteration"]
-    assert chunks_of(event.pk) == chunks_before
-    assert BlobChunk.objects.filter(event__topic__path="b/dup").count() == len(chunks_before)
+    assert stored_pieces(event.pk) == chunks_before
+    assert stored_blob_count() == len(chunks_before)
     assert api.get("b/dup") == api.Value(first["iteration"], "alice", data)
 
 
 @pytest.mark.django_db
-@override_settings(SPREAD=SMALL_BLOBS)
+@pytest.mark.usefixtures("small_blobs")
 def test_too_late_blob_is_kept_complete_in_history() -> None:
     newer = api.post("b/late", b"new", date=DATE + 1, origin="alice")
     data = pattern(150)
@@ -523,12 +526,12 @@ def test_too_late_blob_is_kept_complete_in_history() -> None:
     assert late["status"] == "too_late"
     event = Event.objects.get(event_id=late["id"])
     assert event.too_late and event.complete and not event.aborted
-    assert b"".join(chunks_of(event.pk)) == data
+    assert b"".join(stored_pieces(event.pk)) == data
     assert api.get("b/late") == api.Value(newer["iteration"], "alice", b"new")
 
 
 @pytest.mark.django_db
-@override_settings(SPREAD=SMALL_BLOBS)
+@pytest.mark.usefixtures("small_blobs")
 def test_retrying_an_aborted_upload_with_the_same_date_stores_the_value() -> None:
     """A client (or a peer replaying the event) retries an upload that broke off, with the same
     date and origin: the value must end up stored, not be answered "existing" and dropped."""
@@ -557,7 +560,7 @@ def test_value_over_max_upload_raises_and_stores_nothing() -> None:
     with pytest.raises(ValueTooLarge):
         api.post("m/a", pattern(101), date=DATE + 1, origin="alice")
     assert Event.objects.count() == events_before
-    assert BlobChunk.objects.count() == 0
+    assert stored_blob_count() == 0
     assert api.get("m/a") == api.Value(previous["iteration"], "alice", b"v1")
     # Exactly MAX_UPLOAD is accepted.
     assert api.post("m/a", pattern(100), date=DATE + 2, origin="alice")["status"] == "ok"
@@ -565,14 +568,16 @@ def test_value_over_max_upload_raises_and_stores_nothing() -> None:
 
 @pytest.mark.django_db
 @override_settings(SPREAD={**SMALL_BLOBS, "MAX_UPLOAD": 100})
-def test_streamed_value_over_max_upload_is_aborted_and_the_value_unchanged() -> None:
+def test_streamed_value_over_max_upload_is_aborted_and_the_value_unchanged(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
     previous = api.post("m/b", b"v1", date=DATE, origin="alice")
     live_before = Event.objects.live().count()
     pieces = (pattern(40, seed=i) for i in range(3))  # 120 bytes, in pieces under the limit
-    with pytest.raises(ValueTooLarge):
+    with pytest.raises(ValueTooLarge), django_capture_on_commit_callbacks(execute=True):
         api.post("m/b", pieces, date=DATE + 1, origin="alice")
     assert Event.objects.live().count() == live_before
-    assert BlobChunk.objects.count() == 0
+    assert stored_blob_count() == 0
     assert api.get("m/b") == api.Value(previous["iteration"], "alice", b"v1")
     assert current_of("m/b").event_id == previous["id"]
 
@@ -581,7 +586,7 @@ def test_streamed_value_over_max_upload_is_aborted_and_the_value_unchanged() -> 
 
 
 @pytest.mark.django_db
-def test_abort_stale_uploads_aborts_only_expired_leases() -> None:
+def test_abort_stale_uploads_aborts_only_expired_leases(django_capture_on_commit_callbacks: Any) -> None:
     previous = api.post("l/a", b"v1", date=DATE, origin="alice")
     stale = store.record(
         WriteRequest(TopicPath(("l", "a")), origin="alice", date=DATE + 1), value=b"x" * 10, is_blob=True
@@ -592,14 +597,15 @@ def test_abort_stale_uploads_aborts_only_expired_leases() -> None:
     Event.objects.filter(pk=stale.pk).update(lease_until=now_us() - 1)
     assert current_of("l/a").pk == stale.pk
 
-    assert store.abort_stale_uploads() == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        assert store.abort_stale_uploads() == 1
 
     stale.refresh_from_db()
     fresh.refresh_from_db()
     assert stale.aborted
     assert not fresh.aborted and not fresh.complete
-    assert chunks_of(stale.pk) == []
-    assert chunks_of(fresh.pk) == [b"y" * 10]
+    assert stored_pieces(stale.pk) == []
+    assert stored_pieces(fresh.pk) == [b"y" * 10]
     assert current_of("l/a").event_id == previous["id"]
     assert api.get("l/a") == api.Value(previous["iteration"], "alice", b"v1")
     assert store.abort_stale_uploads() == 0
@@ -719,7 +725,7 @@ async def test_async_create_only(iteration_counter: None) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-@override_settings(SPREAD=SMALL_BLOBS)
+@pytest.mark.usefixtures("small_blobs")
 async def test_async_streamed_blob_reads_back_identical(iteration_counter: None) -> None:
     data = pattern(500, seed=9)
 
@@ -736,7 +742,7 @@ async def test_async_streamed_blob_reads_back_identical(iteration_counter: None)
 
 
 @pytest.mark.django_db(transaction=True)
-@override_settings(SPREAD=SMALL_BLOBS)
+@pytest.mark.usefixtures("small_blobs")
 async def test_async_upload_broken_off_falls_back(iteration_counter: None) -> None:
     previous = await api.apost("as/abort", b"v1", date=DATE, origin="alice")
 

@@ -8,12 +8,11 @@ import binascii
 import itertools
 from typing import Any
 
-from django.db.models import Max
-
 from .. import iteration, store
+from ..blobs import blob_store
 from ..exceptions import InvalidFrame
 from ..merge import Outcome
-from ..models import BlobChunk, Change, Event, ReplicaCursor
+from ..models import Change, Event, ReplicaCursor
 from ..paths import TopicPath, covers_canonical
 from ..store import WriteRequest
 
@@ -130,13 +129,12 @@ def append_bytes(event_id: str, source: str, offset: int, data: bytes) -> None:
     event = _replicated_upload(event_id, source)
     if event is None or not data:
         return
-    if offset > event.size:
-        raise InvalidFrame(f"Blob bytes at {offset} leave a gap after {event.size}.", code="blob_gap")
-    fresh = data[event.size - offset :]
-    if not fresh:
-        return
-    last = BlobChunk.objects.filter(event=event).aggregate(last=Max("index"))["last"]
-    store.append_chunk(event, 0 if last is None else last + 1, fresh, event.size + len(fresh))
+    stored = blob_store().stored_size(event)
+    if offset > stored:
+        raise InvalidFrame(f"Blob bytes at {offset} leave a gap after {stored}.", code="blob_gap")
+    fresh = data[stored - offset :]
+    if fresh:
+        store.append_chunk(event, stored, fresh)
 
 
 def finish_bytes(event_id: str, source: str, size: int, sha256: str) -> None:

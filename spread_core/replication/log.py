@@ -8,6 +8,7 @@ from typing import Any
 
 from django.db.models import Q
 
+from ..blobs import blob_store
 from ..iteration import current_iteration
 from ..models import Change, Event, under_filter
 
@@ -80,8 +81,9 @@ def read_log(
 
 
 def blob_events(prefixes: list[str], source: str) -> list[Event]:
-    """Unfinished uploads replicated from ``source`` under ``prefixes``: bytes to resume."""
-    return list(
+    """Unfinished uploads replicated from ``source`` under ``prefixes``: bytes to resume, each
+    with ``size`` the bytes stored so far."""
+    uploads = list(
         Event.objects.filter(
             prefixes_filter(prefixes, "topic__path"),
             source=source,
@@ -90,3 +92,7 @@ def blob_events(prefixes: list[str], source: str) -> list[Event]:
             aborted=False,
         ).select_related("topic")
     )
+    blobs = blob_store()
+    for upload in uploads:
+        upload.size = blobs.stored_size(upload)
+    return uploads

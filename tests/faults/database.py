@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -62,7 +63,22 @@ def assert_log_intact(node: LiveNode) -> int:
         " WHERE e.aborted",
     )
     assert leftovers[0][0] == 0, f"{leftovers[0][0]} chunks of aborted uploads left"
+    _assert_blob_files_intact(node)
     return head
+
+
+def _assert_blob_files_intact(node: LiveNode) -> None:
+    """With the file store: a complete blob's file holds its size, no aborted upload kept a file."""
+    root = node.env.get("SPREAD_BLOB_ROOT")
+    if not root or query(node, "SELECT COUNT(*) FROM spread_core_blobchunk")[0][0]:
+        return  # bytes in chunk rows: the database store
+    files = {int(path.name): path.stat().st_size for path in Path(root).glob("*/*") if path.name.isdigit()}
+    blobs = query(node, "SELECT iteration, size, complete, aborted FROM spread_core_event WHERE is_blob")
+    for iteration, size, complete, aborted in blobs:
+        if aborted:
+            assert iteration not in files, f"the aborted upload {iteration} kept its file"
+        elif complete:
+            assert files.get(iteration) == size, f"blob {iteration}: file {files.get(iteration)}, size {size}"
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:

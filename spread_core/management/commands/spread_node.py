@@ -17,6 +17,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from uvicorn.config import LOG_LEVELS
 
+from spread_core.blobs import blob_store
 from spread_core.conf import spread_settings
 from spread_core.replication.link import Connector
 from spread_core.store import abort_stale_uploads
@@ -64,6 +65,9 @@ class Command(BaseCommand):
         aborted = abort_stale_uploads()
         if aborted:
             self.stdout.write(f"Aborted {aborted} upload(s) left unfinished by a previous run.")
+        swept = blob_store().sweep()
+        if swept:
+            self.stdout.write(f"Removed {swept} blob file(s) of no live event, left by a previous run.")
         config = uvicorn.Config(
             get_default_application(),
             host=host,

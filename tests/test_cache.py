@@ -19,6 +19,8 @@ from spread_core.cache import ENTRY_OVERHEAD, MISS, value_cache
 from spread_core.models import Counter, Topic
 from spread_core.paths import TopicPath
 
+from .blob_stores import spread_with
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,7 +92,7 @@ async def reads_on_a_loop(path: str, count: int) -> list[object]:
 
 @pytest.mark.parametrize("shared", [True, False], ids=["shared-validation", "own-validation"])
 def test_reads_on_an_event_loop_never_serve_what_another_process_replaced(shared: bool) -> None:
-    with override_settings(SPREAD={"CACHE_SHARED_VALIDATION": shared}):
+    with override_settings(SPREAD=spread_with(CACHE_SHARED_VALIDATION=shared)):
         api.post("cache/loop", "mine", date=DATE)
         runs = value_cache._shared_validation.runs
         assert {event.value for event in asyncio.run(reads_on_a_loop("cache/loop", 32))} == {b"mine"}
@@ -152,7 +154,7 @@ def test_inside_a_transaction_reads_bypass_the_cache_and_rolled_back_writes_leav
 def test_entries_are_bounded_by_bytes_least_recently_used_first_out() -> None:
     value = "v" * 1000
     limit = 3 * (ENTRY_OVERHEAD + len(value))
-    with override_settings(SPREAD={"CACHE_MAX_BYTES": limit}):
+    with override_settings(SPREAD=spread_with(CACHE_MAX_BYTES=limit)):
         for name in "abcd":
             api.post(f"cache/lru/{name}", value, date=DATE)
         assert value_cache.stats()["bytes"] <= limit
@@ -163,7 +165,7 @@ def test_entries_are_bounded_by_bytes_least_recently_used_first_out() -> None:
 
 
 def test_with_the_cache_off_every_read_goes_to_the_store() -> None:
-    with override_settings(SPREAD={"CACHE_MAX_BYTES": 0}):
+    with override_settings(SPREAD=spread_with(CACHE_MAX_BYTES=0)):
         api.post("cache/off", "x", date=DATE)
         with CaptureQueriesContext(connection) as queries:
             assert api.get("cache/off").value == b"x"

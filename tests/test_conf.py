@@ -6,16 +6,28 @@ from typing import Any
 
 import pytest
 from django.core.checks import run_checks
+from django.db import connection
 from django.test import override_settings
 
 from spread_api.policy import TokenClaimsPolicy
 from spread_core.checks import check_spread_settings
 from spread_core.conf import DEFAULTS, GIB, KIB, SpreadSettings, spread_settings
 
+from .blob_stores import BLOB_STORES
+
+#: A file blob store with its directory (PostgreSQL has no default one).
+WITH_BLOB_ROOT = {"BLOB_STORE": BLOB_STORES["files"]}
+
+
+def spread_checks(**spread: Any) -> list[Any]:
+    """The checks' messages for ``spread`` (with a file blob store that has its directory, unless
+    ``BLOB_STORE`` is given: PostgreSQL needs one)."""
+    with override_settings(SPREAD={**WITH_BLOB_ROOT, **spread}):
+        return list(check_spread_settings())
+
 
 def spread_check_ids(**spread: Any) -> list[str]:
-    with override_settings(SPREAD=spread):
-        return [error.id for error in check_spread_settings()]
+    return [error.id for error in spread_checks(**spread)]
 
 
 # --- the settings object ----------------------------------------------------------------------
@@ -110,8 +122,32 @@ def test_a_separate_settings_object_uses_its_own_defaults() -> None:
 
 
 def test_default_settings_pass_the_checks() -> None:
+    """Defaults pass on SQLite (blob files go beside its database, or to a directory of the
+    process for an in-memory one); other databases must name the blob directory (E006)."""
+    with override_settings(SPREAD={}):
+        defaults = [error.id for error in check_spread_settings()]
+    assert defaults == ([] if connection.vendor == "sqlite" else ["spread_core.E006"])
     assert spread_check_ids() == []
     assert spread_check_ids(NODE_NAME="n" * 255, INLINE_MAX=64, CHUNK_SIZE=64) == []
+
+
+def test_a_file_blob_store_without_a_directory_for_postgresql_is_e006(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(connection, "vendor", "postgresql")
+    errors = spread_checks(BLOB_STORE={"BACKEND": "spread_core.blobs.files.FileBlobStore"})
+    assert [e.id for e in errors] == ["spread_core.E006"]
+    assert "ROOT" in errors[0].hint and "DatabaseBlobStore" in errors[0].hint
+    database = {"BACKEND": "spread_core.blobs.database.DatabaseBlobStore"}
+    assert spread_check_ids(BLOB_STORE=database) == []
+
+
+def test_a_blob_store_that_does_not_load_is_e005() -> None:
+    assert spread_check_ids(BLOB_STORE="files") == ["spread_core.E005"]
+    assert spread_check_ids(BLOB_STORE={"BACKEND": "spread_core.blobs.nowhere.Store"}) == ["spread_core.E005"]
+    assert spread_check_ids(
+        BLOB_STORE={"BACKEND": "spread_core.blobs.files.FileBlobStore", "OPTIONS": {"X": 1}}
+    ) == ["spread_core.E005"]
 
 
 def test_unknown_key_is_reported_as_e001_with_a_hint() -> None:
@@ -138,7 +174,7 @@ def test_e001_message_names_the_unknown_key() -> None:
     ],
 )
 def test_bad_node_name_is_reported_as_e002(name: object) -> None:
-    with override_settings(SPREAD={"NODE_NAME": name}):
+    with override_settings(SPREAD={**WITH_BLOB_ROOT, "NODE_NAME": name}):
         errors = check_spread_settings()
     assert [e.id for e in errors] == ["spread_core.E002"]
     assert errors[0].hint
@@ -156,16 +192,16 @@ def test_every_bad_size_is_reported() -> None:
 
 
 def test_inline_max_larger_than_chunk_size_is_reported_as_e004() -> None:
-    with override_settings(SPREAD={"INLINE_MAX": 65, "CHUNK_SIZE": 64}):
+    with override_settings(SPREAD={**WITH_BLOB_ROOT, "INLINE_MAX": 65, "CHUNK_SIZE": 64}):
         errors = check_spread_settings()
     assert [e.id for e in errors] == ["spread_core.E004"]
     assert errors[0].hint
 
 
 def test_checks_are_registered_with_django() -> None:
-    with override_settings(SPREAD={"NODE_NAME": "", "INLINE_MAX": 0}):
+    with override_settings(SPREAD={**WITH_BLOB_ROOT, "NODE_NAME": "", "INLINE_MAX": 0}):
         ids = {e.id for e in run_checks() if e.id.startswith("spread_core.")}
     assert ids == {"spread_core.E002", "spread_core.E003"}
-    with override_settings(SPREAD={"INLINE_MAX": 65, "CHUNK_SIZE": 64}):
+    with override_settings(SPREAD={**WITH_BLOB_ROOT, "INLINE_MAX": 65, "CHUNK_SIZE": 64}):
         ids = {e.id for e in run_checks() if e.id.startswith("spread_core.")}
     assert ids == {"spread_core.E004"}

@@ -22,6 +22,8 @@ from spread_core.store import abort_upload, finish_upload
 from spread_core.subscriptions import read_after
 from tests.test_group_commit_property import queued, reset, write_specs
 
+from .blob_stores import spread_with
+
 PREFIXES = ["", "a", "a/b", "c/a", "b", "zz"]
 UPLOAD_ENDINGS = ["abort", "complete", "open"]
 
@@ -42,7 +44,7 @@ def build(specs: list[Any], endings: list[str]) -> None:
 def pages(prefix: str, cursor: int, history: bool, plain: bool) -> list[tuple[list[Any], int]]:
     """Every page of ``read_after`` from ``cursor`` until it finds nothing more."""
     read: list[tuple[list[Any], int]] = []
-    with override_settings(SPREAD={"FEED_PLAIN_SQL": plain}):
+    with override_settings(SPREAD=spread_with(FEED_PLAIN_SQL=plain)):
         while True:
             events, cursor = read_after(TopicPath.from_canonical(prefix), cursor, history=history)
             read.append((events, cursor))

@@ -24,6 +24,8 @@ from spread_core.reader import event_as_of, topic_at
 from spread_core.tree import node as tree_node
 from spread_history.rollback import plan_rollback, rollback
 
+from .blob_stores import spread_with
+
 DATE = 1_764_130_000_000_000
 pytestmark = pytest.mark.django_db
 
@@ -278,7 +280,10 @@ def test_the_event_log_hook_sends_every_accepted_event_to_logging_or_a_callable(
 ) -> None:
     from django.test import override_settings
 
-    with override_settings(SPREAD={"EVENT_LOG": "logging"}), caplog.at_level("INFO", logger="spread.events"):
+    with (
+        override_settings(SPREAD=spread_with(EVENT_LOG="logging")),
+        caplog.at_level("INFO", logger="spread.events"),
+    ):
         api.post("log/a", b"to the log", origin="alice")
     logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "spread.events"]
     assert [(r["path"], r["value"], r["from"], r["status"]) for r in logged] == [
@@ -286,13 +291,13 @@ def test_the_event_log_hook_sends_every_accepted_event_to_logging_or_a_callable(
     ]
 
     received.clear()
-    with override_settings(SPREAD={"EVENT_LOG": "tests.test_history.collect"}):
+    with override_settings(SPREAD=spread_with(EVENT_LOG="tests.test_history.collect")):
         api.post("log/b", b"late", origin="bob", date=DATE)
         api.post("log/b", b"later", origin="bob", date=DATE + 1)
         api.post("log/b", b"too late", origin="bob", date=DATE - 1)
     assert [r["status"] for r in received] == ["ok", "ok", "too_late"]
 
-    with override_settings(SPREAD={"EVENT_LOG": "tests.test_history.explode"}):
+    with override_settings(SPREAD=spread_with(EVENT_LOG="tests.test_history.explode")):
         assert api.post("log/c", b"still stored")["status"] == "ok"  # a broken hook never fails a write
     assert api.get("log/c").value == b"still stored"  # type: ignore[union-attr]
 
@@ -308,7 +313,10 @@ def test_the_event_log_hook_is_connected_only_while_configured_so_async_writes_s
     from spread_core.signals import event_accepted
 
     assert not event_accepted.has_listeners(Event)  # no hook: Signal.asend calls nothing sync
-    with override_settings(SPREAD={"EVENT_LOG": "logging"}), caplog.at_level("INFO", logger="spread.events"):
+    with (
+        override_settings(SPREAD=spread_with(EVENT_LOG="logging")),
+        caplog.at_level("INFO", logger="spread.events"),
+    ):
         assert event_accepted.has_listeners(Event)
         asyncio.run(api.apost("log/async", b"from the loop"))
     assert [json.loads(r.getMessage())["path"] for r in caplog.records if r.name == "spread.events"] == [
@@ -324,7 +332,7 @@ def test_the_retention_page_counts_expired_events_and_prunes_on_confirmation() -
         api.post("ret/x", f"v{i}", date=DATE + i)
     assert operator(username="viewer").get(admin_url("retention")).status_code == 403
     client = operator("prune_history")
-    with override_settings(SPREAD={"RETENTION": {"KEEP_LAST": 1}}):
+    with override_settings(SPREAD=spread_with(RETENTION={"KEEP_LAST": 1})):
         page = client.get(admin_url("retention")).content.decode()
         assert "2 event(s) expired" in page
         assert Event.objects.filter(topic__path="ret/x").count() == 3  # the page changes nothing

@@ -20,6 +20,8 @@ from spread_core.conf import per_settings
 from spread_core.exceptions import InvalidPath
 from spread_core.paths import TopicPath, parse_canonical, parse_url_path
 
+from .blob_stores import spread_with
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 FELL_THROUGH = 599  # what the wrapped application answers: the request went on to the full stack
@@ -67,7 +69,7 @@ def test_answer_headers_of_a_cached_event_follow_a_settings_change() -> None:
     api.post("lean/cors", "v", content_type="text/plain")
     status, headers, _ = get("lean/cors")
     assert status == 200 and headers["Access-Control-Allow-Origin"] == "*"
-    with override_settings(SPREAD={"CORS_ORIGIN": "https://app.example"}):
+    with override_settings(SPREAD=spread_with(CORS_ORIGIN="https://app.example")):
         status, headers, _ = get("lean/cors")  # the same cached event object
         assert headers["Access-Control-Allow-Origin"] == "https://app.example"
     with override_settings(X_FRAME_OPTIONS="SAMEORIGIN"):
@@ -105,7 +107,7 @@ def test_host_verdicts_are_forgotten_when_allowed_hosts_change() -> None:
 def test_the_lean_path_switch_is_read_again_when_settings_change() -> None:
     api.post("lean/switch", "v")
     assert get("lean/switch")[0] == 200
-    with override_settings(SPREAD={"LEAN_PATH": False}):
+    with override_settings(SPREAD=spread_with(LEAN_PATH=False)):
         assert get("lean/switch")[0] == FELL_THROUGH
     with override_settings(MIDDLEWARE=["tests.test_lean_answers.SomeOtherMiddleware"]):
         assert get("lean/switch")[0] == FELL_THROUGH

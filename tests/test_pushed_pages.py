@@ -13,6 +13,8 @@ from django.test import override_settings
 from spread_api import live
 from spread_core.subscriptions import Subscription
 
+from .blob_stores import spread_with
+
 
 class FakeConsumer:
     """What ``_PrefixFeeds`` uses of a consumer, recording what it was handed."""
@@ -92,7 +94,7 @@ async def test_a_failed_read_rings_its_subscriptions_to_read_for_themselves(read
 
 async def test_with_feed_push_off_every_subscription_reads_for_itself(reads: list[int]) -> None:
     consumers = [FakeConsumer(10), FakeConsumer(10)]
-    with override_settings(SPREAD={"FEED_PUSH": False}):
+    with override_settings(SPREAD=spread_with(FEED_PUSH=False)):
         await ring(feeds_of(consumers), consumers, 15)
     assert reads == []
     assert [(c.pushed, c.rung) for c in consumers] == [([], [15]), ([], [15])]

@@ -15,6 +15,8 @@ from spread_core import api, reader
 from spread_core.exceptions import RangeNotSatisfiable
 from spread_core.paths import TopicPath
 
+from .blob_stores import spread_with
+
 
 @pytest.mark.parametrize(
     ("header", "size", "expected"),
@@ -71,7 +73,7 @@ def test_a_suffix_range_is_the_last_bytes(size: int, suffix: int) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-@override_settings(SPREAD={"INLINE_MAX": 16, "CHUNK_SIZE": 1000})
+@override_settings(SPREAD=spread_with(INLINE_MAX=16, CHUNK_SIZE=1000))
 def test_if_range_and_reading_a_range_of_a_chunked_blob() -> None:
     pieces = [os.urandom(n) for n in (1000, 1000, 700, 1000, 1)]  # stored as chunks of uneven sizes
     value = b"".join(pieces)

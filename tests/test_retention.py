@@ -20,6 +20,8 @@ from spread_core.subscriptions import read_after
 from spread_history.retention import Policy, expired, prune
 from spread_history.snapshot import import_snapshot
 
+from .blob_stores import spread_with
+
 DATE = 1_764_130_000_000_000
 pytestmark = pytest.mark.django_db
 
@@ -78,7 +80,7 @@ def test_pruned_events_are_archived_by_day_and_the_archive_restores_them(tmp_pat
     assert history("arc/y") == [None]
 
 
-@override_settings(SPREAD={"RETENTION": {"KEEP_LAST": 1}})
+@override_settings(SPREAD=spread_with(RETENTION={"KEEP_LAST": 1}))
 def test_the_prune_command_applies_the_setting_and_has_a_dry_run() -> None:
     for i in range(3):
         api.post("cmd/x", f"v{i}", date=DATE + i)

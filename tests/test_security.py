@@ -19,6 +19,8 @@ from spread_core.exceptions import DateTooFarAhead
 from spread_core.iteration import current_iteration
 from spread_core.management.commands.spread_node import is_loopback
 
+from .blob_stores import spread_with
+
 
 @pytest.mark.parametrize("bind", ["0.0.0.0:8123", "192.168.1.5:8123", "[::]:8123", "example.org:8123"])
 def test_spread_node_refuses_debug_on_a_non_loopback_bind(bind: str) -> None:
@@ -49,9 +51,9 @@ def test_client_dates_are_bounded_by_max_future_skew() -> None:
     assert check_client_date(0) == 0  # the past is always allowed: it just loses
     with pytest.raises(DateTooFarAhead):
         check_client_date(now + 301 * MICROSECONDS)
-    with override_settings(SPREAD={"MAX_FUTURE_SKEW": 1.0}), pytest.raises(DateTooFarAhead):
+    with override_settings(SPREAD=spread_with(MAX_FUTURE_SKEW=1.0)), pytest.raises(DateTooFarAhead):
         check_client_date(now + 5 * MICROSECONDS)
-    with override_settings(SPREAD={"MAX_FUTURE_SKEW": None}):
+    with override_settings(SPREAD=spread_with(MAX_FUTURE_SKEW=None)):
         assert check_client_date(2**62) == 2**62
 
 

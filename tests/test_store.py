@@ -70,7 +70,7 @@ def test_first_write_is_ok_and_reads_back() -> None:
 
 @pytest.mark.django_db
 def test_in_process_writes_default_to_the_node_name_as_origin() -> None:
-    with override_settings(SPREAD={"NODE_NAME": "edge-7"}):
+    with override_settings(SPREAD=spread_with(NODE_NAME="edge-7")):
         api.post("s/node", b"v")
     value = api.get("s/node")
     assert value is not None

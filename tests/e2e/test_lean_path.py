@@ -16,6 +16,7 @@ from django.test.utils import override_settings
 from spread_api.lean import lean_path_applies
 from spread_api.tokens import device_token
 from spread_core.testing import LiveNode
+from tests.blob_stores import spread_with
 
 pytestmark = pytest.mark.e2e
 
@@ -138,7 +139,7 @@ def test_a_cached_token_is_refused_once_it_expires(lean_and_plain: dict[str, Liv
 
 def test_the_lean_path_is_off_where_it_would_skip_a_rule_of_the_site() -> None:
     assert lean_path_applies()
-    with override_settings(SPREAD={"LEAN_PATH": False}):
+    with override_settings(SPREAD=spread_with(LEAN_PATH=False)):
         assert not lean_path_applies()
     with override_settings(MIDDLEWARE=["example.middleware.Audit"]):
         assert not lean_path_applies()

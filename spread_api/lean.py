@@ -15,8 +15,10 @@ cached event.
 
 What it does not handle goes on, untouched, to the full stack (``RawTopicView`` stays the
 definition): other routes and methods, a Host header ``ALLOWED_HOSTS`` does not accept (Django
-answers it), ``?at=`` / ``?at_date=`` reads, blob values (streamed by the view), a miss while
-``READ_THROUGH`` is on, a GET with a ``Range`` header, and a mounted ``root_path``.
+answers it), ``?at=`` / ``?at_date=`` reads, a miss while
+``READ_THROUGH`` is on, a GET with a ``Range`` header, a HEAD of an upload in progress, and a
+mounted ``root_path``. A blob's bytes are streamed from the same ``ValueReader`` the view uses,
+followed on the event loop while the upload still arrives.
 ``SPREAD["LEAN_PATH"] = False`` turns it off; it is also off while the site's ``MIDDLEWARE`` holds
 middleware other than Django's defaults, or settings that make Django redirect or add headers per
 request (HTTPS redirect, HSTS, PREPEND_WWW, DISALLOWED_USER_AGENTS): their rules would be skipped.
@@ -24,7 +26,9 @@ request (HTTPS redirect, HSTS, PREPEND_WWW, DISALLOWED_USER_AGENTS): their rules
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
@@ -74,15 +78,18 @@ EncodedHeaders = list[tuple[bytes, bytes]]
 
 class Answer(NamedTuple):
     status: int
-    headers: EncodedHeaders  # as sent (``encode_headers``), Content-Length included
+    headers: EncodedHeaders  # as sent (``encode_headers``), Content-Length included when known
     body: bytes
+    #: The body's bytes as they come (a blob), instead of ``body``.
+    stream: AsyncIterator[bytes] | None = None
 
 
-def encode_headers(headers: dict[str, str], body_length: int) -> EncodedHeaders:
+def encode_headers(headers: dict[str, str], body_length: int | None) -> EncodedHeaders:
     """Django's encoding of header values (``ResponseHeaders``: non-Latin-1 values MIME-encoded,
-    newlines refused), with a Content-Length of ``body_length`` unless ``headers`` has one."""
+    newlines refused), with a Content-Length of ``body_length`` unless ``headers`` has one or the
+    length is not known yet (None: an upload in progress, sent chunked)."""
     encoded = ResponseHeaders(headers)
-    if "Content-Length" not in encoded:
+    if "Content-Length" not in encoded and body_length is not None:
         encoded["Content-Length"] = str(body_length)
     return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in encoded.items()]
 
@@ -178,7 +185,7 @@ class LeanRawMiddleware:
         ):
             answer = await self.answer(scope, receive)
             if answer is not None:
-                await self.send(send, answer)
+                await self.send(send, answer, receive)
                 return
         await self.app(scope, receive, send)
 
@@ -254,24 +261,29 @@ class LeanRawMiddleware:
         if raw.not_modified(event, request_headers.get("if-none-match")):
             return self.not_modified(event)
         if event.is_blob:
-            return None  # streamed by the view
+            if method == "HEAD":
+                return Answer(status.HTTP_200_OK, self.value_headers(event), b"") if event.complete else None
+            return Answer(
+                status.HTTP_200_OK, self.value_headers(event), b"", reader.ValueReader(event).__aiter__()
+            )
         body = b"" if method == "HEAD" else bytes(event.value or b"")
         return Answer(status.HTTP_200_OK, self.value_headers(event), body)
 
     def value_headers(self, event: Event) -> EncodedHeaders:
         """The encoded headers of a value answer, kept on the (immutable, often cached) event
-        until a setting changes: they depend on nothing else."""
+        until a setting changes: they depend on nothing else. Those of an upload in progress
+        are not kept (they change once it completes)."""
+        if not event.complete:
+            return encode_headers(self._value_headers(event), None)
         state = _settings_state()
         kept = event.__dict__.get("_lean_headers")
         if kept is None or kept[0] is not state:
-            headers = {
-                **raw.value_headers(event),
-                **self.common_headers(),
-                **protection_headers(event.content_type),
-            }
-            kept = (state, encode_headers(headers, event.size))
+            kept = (state, encode_headers(self._value_headers(event), event.size))
             event.__dict__["_lean_headers"] = kept
         return kept[1]
+
+    def _value_headers(self, event: Event) -> dict[str, str]:
+        return {**raw.value_headers(event), **self.common_headers(), **protection_headers(event.content_type)}
 
     def not_modified(self, event: Event) -> Answer:
         # As the view's 304 (an HttpResponse with Django's default content type) is protected.
@@ -305,6 +317,30 @@ class LeanRawMiddleware:
         return self.json(status_code, body, extra)
 
     @staticmethod
-    async def send(send: Any, answer: Answer) -> None:
+    async def send(send: Any, answer: Answer, receive: Any) -> None:
         await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
+        if answer.stream is not None and not await _streamed(send, receive, answer.stream):
+            return
         await send({"type": "http.response.body", "body": answer.body})
+
+
+async def _streamed(send: Any, receive: Any, stream: AsyncIterator[bytes]) -> bool:
+    """Send ``stream``'s bytes as body messages until it ends (True) or the client goes away
+    (False: the reader stops, as Django's handler stops a streaming response). An upload that
+    breaks off raises here, before the last (empty) body message: the response ends unfinished,
+    never a short value presented as whole."""
+    gone = asyncio.ensure_future(_disconnected(receive))
+    try:
+        async for chunk in stream:
+            if gone.done():
+                return False
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        return not gone.done()
+    finally:
+        gone.cancel()
+        await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def _disconnected(receive: Any) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        continue

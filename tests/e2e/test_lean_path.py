@@ -84,6 +84,8 @@ def cases(token: str, read_only: str) -> list[tuple[str, str, dict[str, Any]]]:
             {"content": b"b" * 10_000, "headers": {**auth, "X-Spread-Etag": str(DATE)}},
         ),
         ("GET", "/raw/same/blob", {}),
+        ("HEAD", "/raw/same/blob", {}),
+        ("GET", "/raw/same/blob", {"headers": {"Range": "bytes=100-199"}}),
         ("OPTIONS", "/raw/same/text", {}),
     ]
 

@@ -27,6 +27,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import itertools
+import json
 import os
 import subprocess
 import sys
@@ -56,6 +58,9 @@ MIB = 1024 * 1024
 CHUNK = MIB  # bytes per piece of the streamed request body
 UVICORN, DAPHNE = "uvicorn", "daphne"
 SQLITE, POSTGRES = "sqlite", "postgres"
+FILES, DATABASE = "files", "database"
+#: ``--large-stores database``: blob bytes as chunk rows of the node's database, not files.
+DATABASE_STORE = {"BACKEND": "spread_core.blobs.database.DatabaseBlobStore", "OPTIONS": {}}
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
 TOPIC = "big/file"
 TOPIC_ALONE = "big/alone"
@@ -155,8 +160,15 @@ def new_database(database: str, workdir: Path, name: str) -> tuple[str, Callable
     return f"{POSTGRES_URL}/{name}", drop
 
 
-def start_spread(server: str, database_url: str, workdir: Path, name: str) -> Running:
-    env = {"DATABASE_URL": database_url, "SECRET_KEY": BENCH_SECRET, "SPREAD_NODE_NAME": "bench"}
+def start_spread(server: str, database_url: str, workdir: Path, name: str, store: str = FILES) -> Running:
+    env = {
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": BENCH_SECRET,
+        "SPREAD_NODE_NAME": "bench",
+        "SPREAD_BLOB_ROOT": str(workdir / f"{name}-blobs"),  # the file store's (the node's default)
+    }
+    if store == DATABASE:
+        env["SPREAD_OPTIONS"] = json.dumps({"BLOB_STORE": DATABASE_STORE})
     log_path = workdir / f"{name}.log"
     node = LiveNode(REPO / "manage.py", env, log_path=log_path)
     if server == UVICORN:
@@ -416,14 +428,14 @@ def measure_server(
     finally:
         baseline.stop()
     keep(base)
-    for database in args.large_databases:
-        system = f"spread-{server}-{database}"
+    for database, store in itertools.product(args.large_databases, args.large_stores):
+        system = f"spread-{server}-{database}" + ("" if store == FILES else f"-{store}-store")
         if database == POSTGRES and not postgres_answers():
             keep({"system": system, "skipped": f"PostgreSQL does not answer at {POSTGRES_URL}"})
             continue
         database_url, drop = new_database(database, workdir, system)
         try:
-            running = start_spread(server, database_url, workdir, system)
+            running = start_spread(server, database_url, workdir, system, store)
             try:
                 for record in measure_spread(running, source, sha256, args.large_mb, base):
                     keep(record)
@@ -478,6 +490,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=[SQLITE, POSTGRES],
         default=[SQLITE, POSTGRES],
         help="node databases (PostgreSQL skipped when it does not answer)",
+    )
+    add_named_option(
+        group,
+        ["--large-stores", "--stores"],
+        dest="large_stores",
+        nargs="+",
+        choices=[FILES, DATABASE],
+        default=[FILES, DATABASE],
+        help="the node's blob store: files (its default) and the database's chunk rows",
     )
     add_named_option(
         group,

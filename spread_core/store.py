@@ -24,7 +24,7 @@ from .blobs import blob_store, upload_progress
 from .cache import value_cache
 from .clock import MICROSECONDS, now_us
 from .conf import spread_settings
-from .exceptions import UploadAborted
+from .exceptions import DigestMismatch, UploadAborted
 from .merge import Outcome, event_id, winner
 from .models import Change, Event, EventQuerySet, Topic, path_hash
 from .paths import TopicPath
@@ -287,15 +287,27 @@ def _note_progress(event: Event, size: int) -> None:
     event._progress_noted = time.monotonic()  # type: ignore[attr-defined]
 
 
-def finish_upload(event: Event, *, size: int, received_sha256: str) -> None:
-    """Mark an upload complete after checking the stored bytes against what was received.
+def finish_upload(
+    event: Event, *, size: int, received_sha256: str | None = None, expected_sha256: str | None = None
+) -> None:
+    """Mark an upload complete once its stored bytes are durable and checked: their size against
+    ``size``, their digest against ``received_sha256`` (the digest of the bytes the writer got;
+    None when the store hashed them as written, ``BlobStore.hashes_as_written``) and against the
+    client's ``expected_sha256`` (``DigestMismatch``). A failed check aborts the upload.
 
     Completion is a log entry with its own iteration; when the upload is the topic's current
     value, the topic changes at that iteration so subscribers learn that it is complete.
     """
-    if blob_store().seal(event) != received_sha256:
+    blobs = blob_store()
+    stored_size = blobs.stored_size(event)
+    stored_sha256 = blobs.seal(event)
+    if stored_size != size or (received_sha256 is not None and stored_sha256 != received_sha256):
         abort_upload(event, "the stored bytes do not match the received bytes")
         raise UploadAborted("The stored value did not match the received bytes; upload aborted.")
+    if expected_sha256 and expected_sha256.lower() != stored_sha256:
+        abort_upload(event, "client digest mismatch")
+        raise DigestMismatch()
+    received_sha256 = stored_sha256
     with iteration.write_transaction():
         counter = iteration.lock_counter()
         updated = Event.objects.filter(pk=event.pk, aborted=False, complete=False).update(

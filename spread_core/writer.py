@@ -17,6 +17,7 @@ from collections.abc import AsyncIterable, Iterable
 from channels.db import database_sync_to_async
 
 from . import store
+from .blobs import blob_store
 from .conf import spread_settings
 from .exceptions import DigestMismatch, EmptyValue, ValueTooLarge
 from .merge import Outcome
@@ -30,7 +31,10 @@ class ValueWriter:
         self.write = write
         self.max_size = spread_settings.MAX_UPLOAD if max_size is None else max_size
         self.inline_max: int = spread_settings.INLINE_MAX
-        self.chunk_size: int = spread_settings.CHUNK_SIZE
+        blobs = blob_store()
+        self.chunk_size: int = blobs.write_size()
+        #: Once it is a blob, the store's digest of the bytes it wrote is the value's.
+        self.store_hashes = blobs.hashes_as_written
         self.flush_interval: float = spread_settings.CHUNK_FLUSH_INTERVAL
         self.buffer = bytearray()
         self.size = 0
@@ -55,7 +59,8 @@ class ValueWriter:
         self.size += len(piece)
         if self.size > self.max_size:
             raise ValueTooLarge(f"The value is larger than {self.max_size} bytes.")
-        self.digest.update(piece)
+        if not (self.started and self.store_hashes):
+            self.digest.update(piece)
         if self.discarding:
             return []
         self.buffer += piece
@@ -92,8 +97,11 @@ class ValueWriter:
         if self.buffer:
             self.store(bytes(self.buffer))
             self.buffer.clear()
-        received = self._verified_digest()
-        store.finish_upload(self.recorded.event, size=self.size, received_sha256=received)
+        event = self.recorded.event
+        if self.store_hashes:
+            store.finish_upload(event, size=self.size, expected_sha256=self.write.expected_sha256)
+        else:
+            store.finish_upload(event, size=self.size, received_sha256=self._verified_digest())
         return self.recorded
 
     async def afinish(self) -> Recorded:

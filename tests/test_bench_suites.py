@@ -44,6 +44,9 @@ def no_server_left() -> Callable[[], None]:
     return check
 
 
+SPREAD_MEASUREMENTS = ("upload", "upload_with_reader", "range_read_middle_mib")
+
+
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])
 def test_large_values_reader_gets_the_uploaded_bytes_and_every_server_stops(
     database: str, tmp_path: Path, no_server_left: Callable[[], None]
@@ -58,30 +61,28 @@ def test_large_values_reader_gets_the_uploaded_bytes_and_every_server_stops(
     records = large_values.run(args)
 
     assert saved(tmp_path / "large_values.jsonl") == records
-    spread = f"spread-uvicorn-{database}"
+    systems = [f"spread-uvicorn-{database}", f"spread-uvicorn-{database}-database-store"]  # both stores
     by_measurement = {(r["system"], r["measurement"]): r for r in records}
     assert set(by_measurement) == {
         ("cp", "copy"),
         ("cp+sync", "copy"),
         ("raw-asgi-uvicorn", "upload"),
-        (spread, "upload"),
-        (spread, "upload_with_reader"),
-        (spread, "range_read_middle_mib"),
+        *((spread, measurement) for spread in systems for measurement in SPREAD_MEASUREMENTS),
     }
-    ranged = by_measurement[(spread, "range_read_middle_mib")]
-    assert ranged["bytes_ok"] and ranged["median_seconds"] > 0 and ranged["value_mib"] == UPLOAD_MIB
-    transfers = [r for r in records if r is not ranged]
-    assert all(r["mb_per_second"] > 0 and r["megabytes"] == UPLOAD_MIB for r in transfers)
     raw = by_measurement[("raw-asgi-uvicorn", "upload")]
     assert raw["status"] == 200 and raw["received_all_bytes"]
-    alone, read = by_measurement[(spread, "upload")], by_measurement[(spread, "upload_with_reader")]
-    assert alone["status"] == read["status"] == 200
-    assert alone["stored_sha256_ok"] and read["stored_sha256_ok"]
-    assert read["reader_status"] == 200 and read["reader_bytes"] == UPLOAD_MIB * large_values.MIB
-    assert read["reader_sha256_ok"] and read["reader_read_this_upload"]
-    assert read["ttfb_seconds"] > 0 and read["ttfb_fraction"] > 0
-    assert read["ratio_to_raw_asgi"] > 0 and read["server_peak_rss_mib"] > 0
-    assert ranged["server_log"] == {}
+    for spread in systems:
+        ranged = by_measurement[(spread, "range_read_middle_mib")]
+        assert ranged["bytes_ok"] and ranged["median_seconds"] > 0 and ranged["value_mib"] == UPLOAD_MIB
+        alone, read = by_measurement[(spread, "upload")], by_measurement[(spread, "upload_with_reader")]
+        assert all(r["mb_per_second"] > 0 and r["megabytes"] == UPLOAD_MIB for r in (alone, read))
+        assert alone["status"] == read["status"] == 200
+        assert alone["stored_sha256_ok"] and read["stored_sha256_ok"]
+        assert read["reader_status"] == 200 and read["reader_bytes"] == UPLOAD_MIB * large_values.MIB
+        assert read["reader_sha256_ok"] and read["reader_read_this_upload"]
+        assert read["ttfb_seconds"] > 0 and read["ttfb_fraction"] > 0
+        assert read["ratio_to_raw_asgi"] > 0 and read["server_peak_rss_mib"] > 0
+        assert ranged["server_log"] == {}
     no_server_left()
 
 

@@ -11,6 +11,7 @@ import hashlib
 import os
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,12 @@ from django.test import override_settings
 from spread_core import api, store
 from spread_core.blobs import blob_store, upload_progress
 from spread_core.blobs.files import SWEEP_GRACE, FileBlobStore
-from spread_core.exceptions import StorageFull, UploadAborted
+from spread_core.exceptions import DigestMismatch, StorageFull, UploadAborted
 from spread_core.models import ITERATION_COUNTER, Counter, Event
 from spread_core.paths import TopicPath
 from spread_core.reader import ValueReader
 from spread_core.store import WriteRequest
+from spread_core.writer import write_value
 
 from .blob_stores import SMALL, spread_with, stored_pieces
 
@@ -209,3 +211,22 @@ def _wait_until(condition: Any, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.005)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("small_blobs")
+def test_a_client_digest_is_checked_against_the_stored_bytes_before_completion(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    data = os.urandom(500)
+    pieces = [data[i : i + 30] for i in range(0, len(data), 30)]
+    wrong = WriteRequest(TopicPath.coerce("b/digest"), origin="alice", date=DATE, expected_sha256="0" * 64)
+    with pytest.raises(DigestMismatch), django_capture_on_commit_callbacks(execute=True):
+        write_value(wrong, pieces)
+    refused = Event.objects.get(topic__path="b/digest")
+    assert refused.aborted and not refused.complete
+    assert stored_pieces(refused.pk) == []
+    right = replace(wrong, date=DATE + 1, expected_sha256=hashlib.sha256(data).hexdigest().upper())
+    recorded = write_value(right, pieces)
+    assert recorded.event.complete and recorded.event.sha256 == hashlib.sha256(data).hexdigest()
+    assert api.get("b/digest").value == data

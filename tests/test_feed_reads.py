@@ -38,7 +38,7 @@ def build(specs: list[Any], endings: list[str]) -> None:
         if ending == "abort":
             abort_upload(event, "test")
         elif ending == "complete":
-            finish_upload(event, size=0, received_sha256=blob_store().seal(event))
+            finish_upload(event, size=blob_store().stored_size(event))
 
 
 def pages(prefix: str, cursor: int, history: bool, plain: bool) -> list[tuple[list[Any], int]]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
+from ..conf import spread_settings
+
 if TYPE_CHECKING:
     from django.core.checks import CheckMessage
 
@@ -39,6 +41,14 @@ class BlobStore:
 
     #: The bytes are rows of the node's database, written in its transactions.
     in_database = False
+    #: ``seal`` gives the digest of the bytes as they were written (no re-read): a local writer
+    #: need not hash them too, the store's digest is checked against the client's.
+    hashes_as_written = False
+
+    def write_size(self) -> int:
+        """Bytes a writer hands over per ``append`` (at most; a partial piece is flushed after
+        ``CHUNK_FLUSH_INTERVAL``). Readers get pieces of at most ``CHUNK_SIZE`` whatever it is."""
+        return int(spread_settings.CHUNK_SIZE)
 
     def begin(self, event: Event, first: bytes) -> None:
         """Store the first bytes of a new upload (maybe none: a replicated or imported upload

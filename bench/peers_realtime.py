@@ -78,8 +78,13 @@ SPREAD_VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "spread-no-push": ({"FEED_PUSH": False}, ""),
     "spread-python-gc": ({"GC_THRESHOLDS": None}, ""),
 }
-#: Spread on the channels-redis layer (fan-out only): node processes sharing one database.
-REDIS_VARIANTS = {"spread-redis": 1, "spread-redis-2": 2}
+#: Spread on the channels-redis layer (fan-out only): node processes sharing one database, and
+#: SPREAD options (doorbells one per subscriber: the layer's messages before LAYER_DOORBELLS).
+REDIS_VARIANTS: dict[str, tuple[int, dict[str, Any]]] = {
+    "spread-redis": (1, {}),
+    "spread-redis-2": (2, {}),
+    "spread-redis-2-per-subscriber": (2, {"LAYER_DOORBELLS": "subscriber"}),
+}
 SYSTEMS = ("etcd", "nats", "redis", *SPREAD_VARIANTS, *REDIS_VARIANTS)
 #: What ``make bench`` runs (the other variants by name, with ``--realtime-systems``).
 DEFAULT_SYSTEMS = ("etcd", "nats", "redis", "spread", "spread-batch", "spread-no-push")
@@ -226,16 +231,20 @@ def _fanout_on_redis(
     if not peers.Redis.available():
         _skipped("peers_fanout", name, "redis-server is not installed")
         return []
-    processes = REDIS_VARIANTS[name]
+    processes, options = REDIS_VARIANTS[name]
     directory = _fresh(workdir, name)
     with _started(peers.Redis(_fresh(directory, "redis"))) as redis:
         redis_url = f"redis://127.0.0.1:{redis.port}/0"
-        first = fanout.start_node(directory, f"fanout-{count}", REDIS_URL=redis_url)
+        first = fanout.start_node(directory, f"fanout-{count}", options, REDIS_URL=redis_url)
         nodes = [first]
         try:
             nodes += [
                 fanout.start_node(
-                    directory, f"fanout-{count}-{i}", DATABASE_URL=first.database_url, REDIS_URL=redis_url
+                    directory,
+                    f"fanout-{count}-{i}",
+                    options,
+                    DATABASE_URL=first.database_url,
+                    REDIS_URL=redis_url,
                 )
                 for i in range(1, processes)
             ]
@@ -248,7 +257,7 @@ def _fanout_on_redis(
     result["problems"]["server_log"] = [node.log_problems() for node in nodes]
     transport = f"websocket /ws/fan?since=0 over {processes} node process(es) on Redis; POST to the first"
     return [
-        {**r, "processes": processes, "layer": "redis"}
+        {**r, "processes": processes, "layer": "redis", "options": options}
         for r in _fanout_records(name, transport, count, result, common)
     ]
 

@@ -28,9 +28,11 @@ from typing import Any
 from channels.exceptions import StopConsumer
 from channels.layers import InMemoryChannelLayer
 
+from spread_core import process_doorbells
 from spread_core.conf import spread_settings
 from spread_core.fanout import DOORBELL, group_name, hub
 from spread_core.paths import TopicPath
+from spread_core.process_doorbells import count_group_name, per_process
 from spread_core.subscriptions import Subscription, is_last_page, read_after
 from spread_core.threads import in_thread_pool
 from spread_core.types import EventJSON
@@ -144,7 +146,8 @@ class _PrefixFeeds:
         self.example = Subscription(subscription.topic_prefix)  # what shared reads are keyed on
         self.members: dict[LiveFeeds, bool] = {}  # consumer -> whether a layer group counts it
         self.uncounted_members = 0  # members no layer group counts (read from writers' threads)
-        self.rung = self.followed = 0
+        self.rung = 0
+        self.unfollowed = False  # rung since the last push began
         self.heard = 0.0
         self.task: asyncio.Task[None] | None = None
 
@@ -161,8 +164,13 @@ class _PrefixFeeds:
             self.uncounted_members -= not self.members.pop(consumer)
 
     def ring(self, iteration: int) -> None:
+        """Push to the members up to the newest iteration rung. Every ring leads to a push (rings
+        during one coalesce into the next): a ring at or below an earlier one is not known to be
+        done, since a doorbell of another database (two nodes behind one Redis) may announce an
+        iteration this one has not reached; members already past it are skipped."""
         if iteration > self.rung:
             self.rung = iteration
+        self.unfollowed = True
         loop = asyncio.get_running_loop()
         self.heard = loop.time()
         if self.task is None:
@@ -170,9 +178,9 @@ class _PrefixFeeds:
 
     async def _push(self) -> None:
         try:
-            while self.rung > self.followed:
-                self.followed = self.rung
-                await self._push_up_to(self.followed, self.heard)
+            while self.unfollowed:
+                self.unfollowed = False
+                await self._push_up_to(self.rung, self.heard)
         finally:
             self.task = None
 
@@ -309,10 +317,17 @@ class LiveFeeds:
                 _layer_health.works()
                 return message
 
+    def layer_group(self, prefix: str) -> str:
+        """The layer group this consumer joins for ``prefix``: the one writes ring, or with
+        doorbells one per process, the one that counts it (its loop hears the doorbells)."""
+        return count_group_name(prefix) if per_process() else group_name(prefix)
+
     async def join(self, prefix: str) -> None:
         """Join (or renew) the prefix's group; during a layer outage the next heartbeat retries."""
         try:
-            await self.channel_layer.group_add(group_name(prefix), self.channel_name)
+            if per_process():
+                process_doorbells.listen(self.channel_layer)
+            await self.channel_layer.group_add(self.layer_group(prefix), self.channel_name)
         except Exception as exc:
             _layer_health.failed("group_add", exc)
         else:
@@ -321,7 +336,7 @@ class LiveFeeds:
     async def leave(self, prefix: str) -> None:
         """Leave the prefix's group; during a layer outage the membership expires by itself."""
         try:
-            await self.channel_layer.group_discard(group_name(prefix), self.channel_name)
+            await self.channel_layer.group_discard(self.layer_group(prefix), self.channel_name)
         except Exception as exc:
             _layer_health.failed("group_discard", exc)
 

@@ -36,6 +36,10 @@ def check_spread_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]
                 id="spread_core.E004",
             )
         )
+    if spread_settings.LAYER_DOORBELLS not in ("process", "subscriber"):
+        errors.append(
+            Error("SPREAD['LAYER_DOORBELLS'] must be 'process' or 'subscriber'.", id="spread_core.E007")
+        )
     return errors + _blob_store_errors()
 
 

@@ -75,6 +75,10 @@ DEFAULTS: dict[str, Any] = {
     # and decompressing every frame costs both ends CPU per frame and keeps zlib state per
     # connection; worth it on slow links, and for batched frames (?batch=1) of compressible JSON.
     "WS_PER_MESSAGE_DEFLATE": False,
+    # How writes ring the subscribers of other node processes through a channel layer spanning
+    # processes (Redis): "process", one layer message per commit to each process, which rings its
+    # own subscribers; "subscriber", one message per subscriber of each changed prefix.
+    "LAYER_DOORBELLS": "process",
     # Seconds between heartbeats on replication links (an idle peer's cursor advances with them).
     "REPLICATION_HEARTBEAT": 1.0,
     # How often the connector re-reads the peer table, so link changes apply without a restart.

@@ -20,6 +20,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from .paths import canonical_ancestors
+from .process_doorbells import PROCESS_GROUP, count_group_name, doorbell, per_process
 from .types import PropagationEntry
 
 logger = logging.getLogger(__name__)
@@ -157,6 +158,13 @@ class Hub:
                 with self._lock:
                     self._loops.pop(feeds.loop, None)
 
+    def ring_running_loop(self, newest: dict[str, int]) -> None:
+        """Ring the running loop's subscribers of each prefix of ``newest`` (call on that loop)."""
+        with self._lock:
+            feeds = self._loops.get(asyncio.get_running_loop())
+        if feeds is not None:
+            feeds.ring({p: i for p, i in newest.items() if p in feeds.by_prefix})
+
     def _watching(self, path: str) -> list[Subscriber]:
         with self._lock:
             return [s for p in canonical_ancestors(path) for s in self._by_prefix.get(p, ())]
@@ -198,11 +206,19 @@ async def _ring_layer(newest: dict[str, int]) -> dict[str, int]:
 
 
 async def _ring_groups(layer: Any, newest: dict[str, int], sizes: dict[str, int]) -> None:
+    """Each prefix's group (peer links, and subscribers when doorbells go one per subscriber);
+    with doorbells one per process, one message to every process for the subscribers counted."""
+    counted = 0
     for prefix, iteration in newest.items():
         group = group_name(prefix)
-        sizes[prefix] = await _layer_group_size(layer, group)
-        if sizes[prefix]:
+        members = await _layer_group_size(layer, group)
+        if members:
             await layer.group_send(group, {"type": DOORBELL, "prefix": prefix, "iteration": iteration})
+        subscribers = await _layer_group_size(layer, count_group_name(prefix)) if per_process() else 0
+        sizes[prefix] = members + subscribers
+        counted += subscribers
+    if counted:
+        await layer.group_send(PROCESS_GROUP, doorbell(newest))
 
 
 def _prefixes(path: str, iteration: int) -> dict[str, int]:

@@ -108,7 +108,7 @@ async def test_rings_during_a_push_are_followed_up_to_the_newest(reads: list[int
     assert feeds.task is not None
     await feeds.task
     assert [rung for rung, _, _ in consumer.pushed] == [12]
-    assert feeds.task is None and feeds.followed == 12
+    assert feeds.task is None and feeds.rung == 12 and not feeds.unfollowed
 
 
 def test_subscriber_counts_leave_out_those_a_layer_group_counts() -> None:

@@ -290,13 +290,22 @@ async def test_resuming_subscribers_see_every_change_once_across_two_nodes_shari
     await run_load(nodes, tmp_path, seed=2)
 
 
+@pytest.mark.parametrize("doorbells", ["process", "subscriber"])
 async def test_a_write_on_one_node_reaches_a_websocket_on_another_through_redis(
-    make_node: Callable[..., LiveNode], fresh_database_url: Callable[[str], str], client: httpx.AsyncClient
+    make_node: Callable[..., LiveNode],
+    fresh_database_url: Callable[[str], str],
+    client: httpx.AsyncClient,
+    doorbells: str,
 ) -> None:
-    """Default heartbeats (15 s, longer than the waits here): the Redis doorbell delivers."""
+    """Default heartbeats (15 s, longer than the waits here): the Redis doorbell delivers, one
+    per process (the default) or one per subscriber (``LAYER_DOORBELLS``)."""
     redis = require_redis()
     database = fresh_database_url("two_nodes")
-    one, two = (make_node(f"redis-{i}", DATABASE_URL=database, REDIS_URL=redis) for i in (1, 2))
+    options = json.dumps({"LAYER_DOORBELLS": doorbells})
+    one, two = (
+        make_node(f"redis-{i}", DATABASE_URL=database, REDIS_URL=redis, SPREAD_OPTIONS=options)
+        for i in (1, 2)
+    )
     p = unique_prefix("cross")
     token = writer_token("cross-writer")
     async with open_ws(two, p) as on_two, open_ws(one, f"{p}/x") as on_one:

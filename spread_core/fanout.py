@@ -212,11 +212,11 @@ async def _ring_groups(layer: Any, newest: dict[str, int], sizes: dict[str, int]
     for prefix, iteration in newest.items():
         group = group_name(prefix)
         members = await _layer_group_size(layer, group)
+        subscribers = await _layer_group_size(layer, count_group_name(prefix)) if per_process() else 0
+        sizes[prefix] = members + subscribers  # counted before any send, which may hang
+        counted += subscribers
         if members:
             await layer.group_send(group, {"type": DOORBELL, "prefix": prefix, "iteration": iteration})
-        subscribers = await _layer_group_size(layer, count_group_name(prefix)) if per_process() else 0
-        sizes[prefix] = members + subscribers
-        counted += subscribers
     if counted:
         await layer.group_send(PROCESS_GROUP, doorbell(newest))
 

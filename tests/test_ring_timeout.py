@@ -11,6 +11,7 @@ import pytest
 
 from spread_core import fanout
 from spread_core.layers import InMemoryChannelLayer
+from spread_core.process_doorbells import count_group_name
 
 
 class FrozenLayer(InMemoryChannelLayer):
@@ -18,9 +19,14 @@ class FrozenLayer(InMemoryChannelLayer):
         await asyncio.sleep(3600)
 
 
-def test_announce_returns_within_ring_timeout_when_the_layer_hangs(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("group", [fanout.group_name, count_group_name], ids=["peer-link", "subscriber"])
+def test_announce_returns_within_ring_timeout_when_the_layer_hangs(
+    monkeypatch: pytest.MonkeyPatch, group: Any
+) -> None:
+    """A member of the prefix's doorbell group (a peer link) or of its counting group (a
+    subscriber of another process, rung by the one doorbell per process): both sends hang."""
     layer = FrozenLayer()
-    layer.groups = {fanout.group_name("frozen"): {"specific.inmemory!x": time.time()}}
+    layer.groups = {group("frozen"): {"specific.inmemory!x": time.time()}}
     monkeypatch.setattr(fanout, "get_channel_layer", lambda: layer)
     monkeypatch.setattr(fanout, "RING_TIMEOUT", 0.2)
     started = time.monotonic()

@@ -307,17 +307,16 @@ def finish_upload(
     if expected_sha256 and expected_sha256.lower() != stored_sha256:
         abort_upload(event, "client digest mismatch")
         raise DigestMismatch()
-    received_sha256 = stored_sha256
     with iteration.write_transaction():
         counter = iteration.lock_counter()
         updated = Event.objects.filter(pk=event.pk, aborted=False, complete=False).update(
-            complete=True, size=size, sha256=received_sha256, lease_until=None
+            complete=True, size=size, sha256=stored_sha256, lease_until=None
         )
         if not updated:
             raise UploadAborted()
         changed = iteration.log(counter, event, Change.COMPLETE)
         is_current = Topic.objects.filter(pk=event.topic_id, current=event).update(changed=changed)
-        event.complete, event.size, event.sha256, event.lease_until = True, size, received_sha256, None
+        event.complete, event.size, event.sha256, event.lease_until = True, size, stored_sha256, None
         path = event.topic.path
         transaction.on_commit(
             lambda: value_cache.note_committed(path if is_current else None, event, changed)

@@ -86,30 +86,18 @@ class FileBlobStore(BlobStore):
     def begin(self, event: Event, first: bytes) -> None:
         path = self.path(event.pk)
         path.parent.mkdir(parents=True, exist_ok=True)
-        writing = _Writing()
-        with _no_room_is_storage_full():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            try:
-                _write_all(fd, first)
-            finally:
-                os.close(fd)
-        writing.size, writing.digest = len(first), hashlib.sha256(first)
+        _write_file(path, first, os.O_CREAT | os.O_TRUNC)
         with self._lock:
-            self._writing[event.pk] = writing
+            self._writing[event.pk] = _Writing(len(first), hashlib.sha256(first))
 
     def append(self, event: Event, offset: int, data: bytes) -> None:
         writing = self._state(event)
         if offset != writing.size:
             raise UploadAborted(f"Bytes at {offset} do not follow the {writing.size} stored.")
-        with _no_room_is_storage_full():
-            try:
-                fd = os.open(self.path(event.pk), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-            except FileNotFoundError as exc:  # discarded: the upload was aborted
-                raise UploadAborted() from exc
-            try:
-                _write_all(fd, data)
-            finally:
-                os.close(fd)
+        try:
+            _write_file(self.path(event.pk), data, os.O_APPEND)
+        except FileNotFoundError as exc:  # discarded: the upload was aborted
+            raise UploadAborted() from exc
         writing.size += len(data)
         writing.digest.update(data)
 
@@ -278,10 +266,16 @@ def _process_directory() -> str:
     return _process_directories[0]
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+def _write_file(path: Path, data: bytes, flags: int) -> None:
+    """Write all of ``data`` to ``path`` opened with ``flags`` (a full disk: ``StorageFull``)."""
+    with _no_room_is_storage_full():
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | flags, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
 
 
 def _fsync_directory(directory: Path) -> None:
